@@ -1,0 +1,44 @@
+# Sentinance: `make run` (main job on embedded defaults) and `make test` (whole suite).
+# Both create the virtualenv if missing and install the locked dependency set.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+LOCK_HASH := $(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
+DEPS_STAMP := $(VENV)/.deps-$(LOCK_HASH)
+PKG_STAMP := $(VENV)/.pkg-$(shell echo "$(CURDIR)" | sha256sum | cut -c1-16)-$(LOCK_HASH)
+PIP := $(PY) -m pip --disable-pip-version-check -q
+
+.PHONY: install run test docs lock clean-state
+
+$(DEPS_STAMP): requirements.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade "pip>=24"
+	$(PIP) install --no-deps -r requirements.lock
+	$(PY) -m pip check
+	rm -f $(VENV)/.deps-* $(VENV)/.pkg-*
+	touch $@
+
+$(PKG_STAMP): $(DEPS_STAMP)
+	$(PIP) install --no-deps --no-build-isolation -e .
+	rm -f $(VENV)/.pkg-*
+	touch $@
+
+install: $(PKG_STAMP)
+
+run: install
+	$(VENV)/bin/sentinance run
+
+test: install
+	$(PY) -m pytest
+
+docs: install
+	$(VENV)/bin/sentinance ui dbt-docs
+
+# Re-resolve the pinned set after changing dependencies in pyproject.toml (needs uv).
+lock:
+	uv pip compile pyproject.toml --extra test --python-version 3.11 --find-links /opt/wheels \
+	  --index-strategy unsafe-best-match --no-header --emit-find-links -o requirements.lock
+
+clean-state:
+	rm -rf .sentinance

@@ -1,0 +1,2 @@
+CREATE DATABASE prefect OWNER sentinance;
+CREATE DATABASE mlflow OWNER sentinance;

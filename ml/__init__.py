@@ -1,0 +1,1 @@
+"""Forecasting models: Feast training sets, LSTM training, MLflow registry, scoring, drift."""

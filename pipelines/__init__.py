@@ -1,0 +1,1 @@
+"""Ingestion and orchestration: sources, bronze landing, warehouse load and the Prefect flows."""

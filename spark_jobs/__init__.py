@@ -1,0 +1,1 @@
+"""PySpark jobs: silver features computed from the bronze candles."""

@@ -1,0 +1,42 @@
+"""Shared fixtures: every test session gets its own state dir (lake, PostgreSQL, MLflow, Feast)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+# Must precede any import of sentinance: the package derives PREFECT_HOME etc. from it.
+os.environ["SENTINANCE_HOME"] = tempfile.mkdtemp(prefix="sentinance-test-")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from sentinance.config import Settings, get_settings  # noqa: E402
+
+RECORDED = Path(__file__).parent / "recorded"
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    """The session's shared state dir (one embedded PostgreSQL for the whole run)."""
+    return get_settings()
+
+
+@pytest.fixture
+def fresh_settings() -> Settings:
+    """An empty state dir of the test's own, for tests that need a clean lake.
+
+    Not under pytest's tmp_path: that is mode 0700, and pgserver (running PostgreSQL as its
+    own user when the tests run as root) could not use a data directory inside it.
+    """
+    return Settings(home=Path(tempfile.mkdtemp(prefix="sentinance-fresh-")))
+
+
+@pytest.fixture(scope="session")
+def spark(settings: Settings):
+    from sentinance.spark_jobs.session import get_spark
+
+    session = get_spark(settings)
+    yield session
+    session.stop()

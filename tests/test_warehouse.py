@@ -1,0 +1,138 @@
+"""Delta -> PostgreSQL loader on the session's embedded PostgreSQL: full, incremental (CDF), noop, rollback."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+
+import pandas as pd
+import psycopg
+import pytest
+
+from sentinance import lake, schemas, services
+from sentinance.config import Settings
+from sentinance.pipelines.warehouse import load_table
+
+CDF = {"delta.enableChangeDataFeed": "true"}
+T0 = pd.Timestamp("2024-01-01", tz="UTC")
+
+
+@pytest.fixture
+def table(settings: Settings) -> Iterator[str]:
+    """A lake table name of the test's own, dropped (with its load state) afterwards."""
+    name = f"test_{uuid.uuid4().hex[:8]}"
+    yield name
+    with services.connect(settings) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS lake.{name}")
+        conn.execute("DELETE FROM lake._load_state WHERE table_name = %s", [name])
+
+
+def candles(hours: range, close: float = 100.0) -> pd.DataFrame:
+    """Silver-shaped rows of binance BTC/USDT for the given hours, every close set to ``close``."""
+    n = len(hours)
+    return pd.DataFrame({
+        "exchange": "binance", "symbol": "BTC/USDT", "interval": "1h",
+        "open_time": [T0 + pd.Timedelta(hours=h) for h in hours], "asset": "BTC",
+        "close": close, "volume": 1.5, "log_return": [None] * n, "sma_20": [None] * n, "rsi_14": 55.0,
+        "rsi_avg_gain": 0.2, "rsi_avg_loss": 0.1, "basis_bps": -3.25, "is_warmup": False, "computed_at": T0,
+    })
+
+
+def predictions(hours: range, predicted: float) -> pd.DataFrame:
+    return pd.DataFrame({
+        "instrument_id": "kraken:ETH/USD", "feature_time": [T0 + pd.Timedelta(hours=h) for h in hours],
+        "target_time": [T0 + pd.Timedelta(hours=h + 1) for h in hours], "predicted_log_return": predicted,
+        "predicted_close": None, "model_name": "forecaster", "model_version": "3", "model_alias": "champion",
+        "scored_at": T0,
+    })
+
+
+def fetch(settings: Settings, query: str) -> list[tuple]:
+    with services.connect(settings) as conn:
+        return conn.execute(query).fetchall()
+
+
+def loaded_version(settings: Settings, table: str) -> int:
+    return fetch(settings, f"SELECT loaded_version FROM lake._load_state WHERE table_name = '{table}'")[0][0]
+
+
+def test_first_load_is_a_full_snapshot_and_a_second_load_a_noop(settings, tmp_path, table):
+    path = str(tmp_path / "predictions")
+    lake.merge(path, predictions(range(3), 0.01), schemas.PREDICTION_KEYS, schema=schemas.PREDICTIONS,
+               configuration=CDF)
+
+    first = load_table(settings, path, table, schemas.PREDICTION_KEYS, schemas.PREDICTIONS)
+    second = load_table(settings, path, table, schemas.PREDICTION_KEYS, schemas.PREDICTIONS)
+
+    assert (first.mode, first.rows, first.from_version, first.to_version) == ("full", 3, None, 0)
+    assert (second.mode, second.rows, second.from_version, second.to_version) == ("noop", 0, 0, 0)
+    assert loaded_version(settings, table) == 0
+    rows = fetch(settings, f"SELECT feature_time, predicted_log_return, predicted_close FROM lake.{table} ORDER BY 1")
+    assert rows == [(T0 + pd.Timedelta(hours=h), 0.01, None) for h in range(3)]
+    columns = dict(fetch(settings, "SELECT column_name, data_type FROM information_schema.columns "
+                                   f"WHERE table_schema = 'lake' AND table_name = '{table}'"))
+    assert columns["feature_time"] == "timestamp with time zone"
+    assert columns["predicted_log_return"] == "double precision"
+
+    with services.connect(settings) as conn:   # the warehouse copy is lost: the next load rebuilds it
+        conn.execute(f"DROP TABLE lake.{table}")
+    rebuilt = load_table(settings, path, table, schemas.PREDICTION_KEYS, schemas.PREDICTIONS)
+    assert (rebuilt.mode, rebuilt.rows, rebuilt.from_version) == ("full", 3, None)
+
+
+def test_incremental_load_applies_only_the_changes_since_the_loaded_version(settings, tmp_path, table):
+    path = str(tmp_path / "candle_features")
+    merge = lambda frame: lake.merge(path, frame, schemas.CANDLE_KEYS,  # noqa: E731
+                                     schema=schemas.SILVER_CANDLE_FEATURES, configuration=CDF)
+    merge(candles(range(4)))
+    load_table(settings, path, table, schemas.CANDLE_KEYS, schemas.SILVER_CANDLE_FEATURES)
+    merge(candles(range(3, 6), close=101.0))   # hour 3 changes, hours 4-5 are new
+    merge(candles(range(3, 4), close=102.0))   # hour 3 changes again: the latest change wins
+
+    result = load_table(settings, path, table, schemas.CANDLE_KEYS, schemas.SILVER_CANDLE_FEATURES)
+
+    assert (result.mode, result.rows, result.from_version, result.to_version) == ("incremental", 3, 0, 2)
+    closes = fetch(settings, f"SELECT extract(hour FROM open_time)::int, close FROM lake.{table} ORDER BY 1")
+    assert closes == [(0, 100.0), (1, 100.0), (2, 100.0), (3, 102.0), (4, 101.0), (5, 101.0)]
+
+    merge(candles(range(3)))                   # a new Delta version whose rows are unchanged
+    replay = load_table(settings, path, table, schemas.CANDLE_KEYS, schemas.SILVER_CANDLE_FEATURES)
+    assert (replay.mode, replay.rows, replay.to_version) == ("incremental", 0, 3)
+    assert load_table(settings, path, table, schemas.CANDLE_KEYS, schemas.SILVER_CANDLE_FEATURES).mode == "noop"
+    assert fetch(settings, f"SELECT count(*) FROM lake.{table}") == [(6,)]
+
+
+def test_without_change_data_feed_every_new_version_is_a_full_reload(settings, tmp_path, table, caplog):
+    path = str(tmp_path / "no_cdf")
+    lake.merge(path, candles(range(2)), schemas.CANDLE_KEYS, schema=schemas.SILVER_CANDLE_FEATURES)
+    load_table(settings, path, table, schemas.CANDLE_KEYS, schemas.SILVER_CANDLE_FEATURES)
+    lake.merge(path, candles(range(1, 3), close=99.0), schemas.CANDLE_KEYS, schema=schemas.SILVER_CANDLE_FEATURES)
+
+    with caplog.at_level(logging.INFO, logger="sentinance.pipelines.warehouse"):
+        result = load_table(settings, path, table, schemas.CANDLE_KEYS, schemas.SILVER_CANDLE_FEATURES)
+
+    assert (result.mode, result.rows, result.from_version, result.to_version) == ("full", 3, 0, 1)
+    assert "change data feed (delta.enableChangeDataFeed) is not enabled" in caplog.text
+    assert fetch(settings, f"SELECT close FROM lake.{table} ORDER BY open_time") == [(100.0,), (99.0,), (99.0,)]
+
+
+def test_a_failed_load_changes_nothing_and_the_next_load_resumes(settings, tmp_path, table):
+    path = str(tmp_path / "predictions")
+    merge = lambda frame: lake.merge(path, frame, schemas.PREDICTION_KEYS,  # noqa: E731
+                                     schema=schemas.PREDICTIONS, configuration=CDF)
+    merge(predictions(range(2), 0.01))
+    load_table(settings, path, table, schemas.PREDICTION_KEYS, schemas.PREDICTIONS)
+    with services.connect(settings) as conn:   # PostgreSQL now rejects what the next version brings
+        conn.execute(f"ALTER TABLE lake.{table} ADD CONSTRAINT small CHECK (abs(predicted_log_return) < 1)")
+    merge(predictions(range(1, 3), 5.0))
+
+    with pytest.raises(psycopg.errors.CheckViolation):
+        load_table(settings, path, table, schemas.PREDICTION_KEYS, schemas.PREDICTIONS)
+
+    assert loaded_version(settings, table) == 0
+    assert fetch(settings, f"SELECT predicted_log_return FROM lake.{table}") == [(0.01,), (0.01,)]
+    with services.connect(settings) as conn:
+        conn.execute(f"ALTER TABLE lake.{table} DROP CONSTRAINT small")
+    result = load_table(settings, path, table, schemas.PREDICTION_KEYS, schemas.PREDICTIONS)
+    assert (result.mode, result.rows, result.from_version, result.to_version) == ("incremental", 2, 0, 1)
