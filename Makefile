@@ -9,7 +9,7 @@ DEPS_STAMP := $(VENV)/.deps-$(LOCK_HASH)
 PKG_STAMP := $(VENV)/.pkg-$(shell echo "$(CURDIR)" | sha256sum | cut -c1-16)-$(LOCK_HASH)
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: install run test docs lock clean-state
+.PHONY: install run test serve docs browser lock clean-state
 
 $(DEPS_STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,11 +29,20 @@ install: $(PKG_STAMP)
 run: install
 	$(VENV)/bin/sentinance run
 
-test: install
+test: install browser
 	$(PY) -m pytest
+
+serve: install
+	$(VENV)/bin/sentinance serve
 
 docs: install
 	$(VENV)/bin/sentinance ui dbt-docs
+
+# Debian's headless browser and its driver for the UI tests (tests/test_ui_browser.py); needs root.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    chromium chromium-driver >/dev/null; }
 
 # Re-resolve the pinned set after changing dependencies in pyproject.toml (needs uv).
 lock:

@@ -3,6 +3,11 @@
 The repo definition lives in ``feature_repo/`` (``feature_store.yaml`` + ``features.py``);
 its YAML reads the registry, online store and PostgreSQL location from environment
 variables, which :func:`feature_store` sets from the settings.
+
+The online store is chosen by ``SENTINANCE_FEAST_ONLINE_STORE``: ``sqlite`` (default, a
+file in the state dir), ``postgres`` (the warehouse, schema ``feast_online``) or ``redis``
+(at ``SENTINANCE_FEAST_REDIS``, ``host:port[,db=0,...]``); each has its own YAML next to
+``feature_store.yaml`` and its own registry file.
 """
 
 from __future__ import annotations
@@ -31,6 +36,21 @@ FEATURE_SERVICE = "lstm_forecaster_v1"
 ENTITY_KEY = "instrument_id"
 TIMESTAMP = "event_timestamp"
 _ONLINE_TS_SUFFIX = "__ts"
+ONLINE_STORES = {
+    "sqlite": "feature_store.yaml",
+    "postgres": "feature_store.postgres.yaml",
+    "redis": "feature_store.redis.yaml",
+}
+
+
+def online_store_kind() -> str:
+    """The configured online store (SENTINANCE_FEAST_ONLINE_STORE, default sqlite)."""
+    kind = os.environ.get("SENTINANCE_FEAST_ONLINE_STORE", "sqlite").strip().lower()
+    if kind not in ONLINE_STORES:
+        raise ValueError(f"SENTINANCE_FEAST_ONLINE_STORE must be one of {sorted(ONLINE_STORES)}, got {kind!r}")
+    if kind == "redis" and not os.environ.get("SENTINANCE_FEAST_REDIS"):
+        raise ValueError("SENTINANCE_FEAST_ONLINE_STORE=redis needs SENTINANCE_FEAST_REDIS=host:port[,db=0,...]")
+    return kind
 
 
 def query(settings: Settings, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
@@ -42,11 +62,13 @@ def query(settings: Settings, sql: str, params: Sequence[Any] | None = None) -> 
 
 
 def feature_store(settings: Settings | None = None) -> FeatureStore:
-    """A FeatureStore on ``feature_repo/`` whose state lives in ``settings.feast_dir``."""
+    """A FeatureStore on ``feature_repo/`` whose state lives in ``settings.feast_dir``,
+    with the configured online store."""
     settings = settings or get_settings()
+    yaml_file = FEATURE_REPO / ONLINE_STORES[online_store_kind()]
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
     os.environ.update({"SENTINANCE_FEAST_DIR": str(settings.feast_dir), **services.pg_params(settings).env()})
-    return FeatureStore(repo_path=str(FEATURE_REPO))
+    return FeatureStore(repo_path=str(FEATURE_REPO), fs_yaml_file=yaml_file)
 
 
 def _repo_objects() -> list[Any]:

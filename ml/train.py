@@ -1,45 +1,53 @@
-"""Train the LSTM on a point-in-time Feast training set; log, register and gate it in MLflow.
+"""Train the LSTM on a point-in-time Feast training set, walk-forward; log, explain, register, gate.
 
-The training set is the mart's complete labelled rows (entity, timestamp, label) joined
-point-in-time with the feature service. Splits are chronological with an embargo of
-``sequence_length`` hours between them, so no lag window straddles two folds. Every new
-version gets the alias ``challenger``; it also becomes ``champion`` only if it beats the
-persistence (random-walk) forecast on the holdout MAE.
+1. The training set (Feast ``get_historical_features`` on the mart's complete labelled rows)
+   is stored in the Delta table ``gold/training_sets`` and logged with ``mlflow.data``
+   (source: that path and Delta version).
+2. Walk-forward evaluation (:func:`sentinance.ml.evaluation.walk_forward`): per fold, the
+   scalers are fitted on the fold's training part only, early stopping watches the
+   validation tail (keeping a copy of the best weights), and the LSTM, persistence and the
+   EMA drift forecast are scored on the fold's test window.
+3. The registered model is the **newest fold's** model: trained on everything before the
+   newest test window (minus the embargo), so its out-of-sample errors there are those of
+   the registered weights, and the gate (:mod:`sentinance.ml.promotion`) compares it with
+   persistence and the current champion on exactly those rows.
+4. SHAP and LIME explanations, figures, per-epoch and per-fold metrics, the gate's
+   statistics and the lineage (Delta versions, git commit, definitions hash, seeds) go to
+   the MLflow run; every new version gets ``challenger``, and ``champion`` if the gate passes.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import timedelta
+from typing import Literal
 
 import mlflow
 import numpy as np
 import pandas as pd
 import torch
-from mlflow import MlflowClient
-from mlflow.entities.model_registry import ModelVersion
-from mlflow.exceptions import MlflowException
+from mlflow.data.delta_dataset_source import DeltaDatasetSource
 from mlflow.models import infer_signature
 
-from sentinance import services
 from sentinance.config import MODEL_NAME, Settings, get_settings, sequence_length
-from sentinance.ml import feature_store
+from sentinance.ml import evaluation, explain, feature_store, plots, promotion, registry, training_set
 from sentinance.ml.model import SEQUENCE_FEATURES, LSTMForecaster, set_seed, to_sequences
+from sentinance.ml.training_set import LABEL, TrainingSetRef
 
 log = logging.getLogger(__name__)
 
-EXPERIMENT = "sentinance-forecasting"
-CHAMPION, CHALLENGER = "champion", "challenger"
-LABEL = "next_log_return"
+MODELS = plots.MODELS
+TRAIN_PARAMS_TAG = "train_params"
 
 
 @dataclass(frozen=True)
 class TrainParams:
-    """Model and training hyper-parameters (defaults train 90 days x 9 instruments in seconds)."""
+    """Model, walk-forward and gate settings (defaults: 90 days x 9 instruments in about a minute on 2 cores)."""
 
     sequence_length: int = field(default_factory=sequence_length)
     hidden_size: int = 32
@@ -50,11 +58,28 @@ class TrainParams:
     batch_size: int = 256
     max_epochs: int = 15
     patience: int = 3
-    validation_fraction: float = 0.15
-    holdout_fraction: float = 0.15
+    n_folds: int = 3
+    test_fraction: float = 0.1  # of the timeline, per fold
+    validation_fraction: float = 0.15  # of each fold's fitting window, its tail, for early stopping
+    window: Literal["expanding", "rolling"] = "expanding"
     embargo_hours: int | None = None  # None: sequence_length
-    num_threads: int = 2
+    ema_span: int = 6  # hours, of the EMA drift baseline
+    alpha: float = 0.05  # significance of the gate's tests
+    gate_loss: Literal["squared", "absolute"] = "squared"
+    num_threads: int = 1  # the model is tiny: more intra-op threads only spin, badly so on a busy machine
     seed: int | None = None  # None: settings.seed
+
+    @property
+    def embargo(self) -> timedelta:
+        return timedelta(hours=self.sequence_length if self.embargo_hours is None else self.embargo_hours)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainParams:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in json.loads(text).items() if k in known})
 
 
 @dataclass(frozen=True)
@@ -64,76 +89,36 @@ class TrainResult:
     aliases: tuple[str, ...]
     metrics: dict[str, float]
     run_id: str
+    training_set_id: str
+    gate: dict
 
 
-@dataclass(frozen=True)
-class Fold:
-    frame: pd.DataFrame
-    x: np.ndarray
-    y: np.ndarray
+@dataclass
+class FoldFit:
+    window: evaluation.FoldWindow
+    model: LSTMForecaster
+    history: list[dict[str, float]]
+    seconds: float
+    train_x: np.ndarray
+    test: pd.DataFrame  # the test rows with actual, lstm, persistence, ema, naive_direction
 
 
-def mlflow_experiment(settings: Settings, name: str) -> str:
-    """Point MLflow at the state dir's SQLite store; return the experiment's id (created if needed)."""
-    mlflow.set_tracking_uri(services.mlflow_tracking_uri(settings))
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    return mlflow.create_experiment(name, artifact_location=f"{services.mlflow_artifact_root(settings)}/{name}")
+@dataclass
+class WalkForward:
+    folds: list[FoldFit]
+    predictions: pd.DataFrame  # every fold's test rows, with a fold column
+    metrics: dict[str, float]
+
+    @property
+    def newest(self) -> FoldFit:
+        return self.folds[-1]
 
 
-def serving_version(settings: Settings) -> tuple[ModelVersion, str]:
-    """The model version to serve and its alias: champion, else challenger (shadow scoring)."""
-    mlflow.set_tracking_uri(services.mlflow_tracking_uri(settings))
-    client = MlflowClient()
-    for alias in (CHAMPION, CHALLENGER):
-        try:
-            return client.get_model_version_by_alias(MODEL_NAME, alias), alias
-        except MlflowException:
-            log.info("no %s version of %s", alias, MODEL_NAME)
-    raise LookupError(f"{MODEL_NAME} has neither a {CHAMPION} nor a {CHALLENGER} version: train first")
-
-
-def training_set(settings: Settings) -> pd.DataFrame:
-    """Complete labelled mart rows with their point-in-time features from Feast."""
-    entity_df = feature_store.query(
-        settings,
-        f"SELECT instrument_id, event_timestamp, {LABEL} FROM {feature_store.MART_TABLE} "
-        f"WHERE is_complete AND {LABEL} IS NOT NULL",
-    )
-    if entity_df.empty:
-        raise ValueError(f"{feature_store.MART_TABLE} has no complete labelled rows to train on")
-    entity_df[LABEL] = entity_df[LABEL].astype("float64")
-    return feature_store.historical_features(settings, entity_df)
-
-
-def split(frame: pd.DataFrame, params: TrainParams) -> dict[str, Fold]:
-    """Chronological train / validation / holdout folds with an embargo between them."""
-    embargo = timedelta(hours=params.sequence_length if params.embargo_hours is None else params.embargo_hours)
-    times = frame["event_timestamp"].drop_duplicates().sort_values()
-    t_val = times.iloc[int(len(times) * (1 - params.validation_fraction - params.holdout_fraction))]
-    t_hold = times.iloc[int(len(times) * (1 - params.holdout_fraction))]
-    ts = frame["event_timestamp"]
-    masks = {
-        "train": ts < t_val,
-        "validation": (ts >= t_val + embargo) & (ts < t_hold),
-        "holdout": ts >= t_hold + embargo,
-    }
-    folds = {}
-    for name, mask in masks.items():
-        part = frame[mask].reset_index(drop=True)
-        if part.empty:
-            raise ValueError(f"the {name} fold is empty: too little history for the split and embargo")
-        folds[name] = Fold(part, to_sequences(part, params.sequence_length), part[LABEL].to_numpy(np.float32))
-    return folds
-
-
-def _fit(model: LSTMForecaster, folds: dict[str, Fold], params: TrainParams) -> list[dict[str, float]]:
-    """Adam on the standardized target with early stopping; restores the best weights."""
-    x_train = torch.as_tensor(folds["train"].x)
-    y_train = torch.as_tensor(folds["train"].y)
-    x_val = torch.as_tensor(folds["validation"].x)
-    y_val = torch.as_tensor(folds["validation"].y)
+def _fit(model: LSTMForecaster, train: tuple[np.ndarray, np.ndarray], validation: tuple[np.ndarray, np.ndarray],
+         params: TrainParams) -> list[dict[str, float]]:
+    """Adam on the standardized target with early stopping; restores a copy of the best weights."""
+    x_train, y_train = (torch.as_tensor(a) for a in train)
+    x_val, y_val = (torch.as_tensor(a) for a in validation)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
 
     def loss_fn(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -142,7 +127,7 @@ def _fit(model: LSTMForecaster, folds: dict[str, Fold], params: TrainParams) -> 
     history: list[dict[str, float]] = []
     best_loss, best_state, stale = float("inf"), copy.deepcopy(model.state_dict()), 0
     generator = torch.Generator().manual_seed(params.seed)
-    for epoch in range(params.max_epochs):
+    for _ in range(params.max_epochs):
         model.train()
         total = 0.0
         for batch in torch.randperm(len(x_train), generator=generator).split(params.batch_size):
@@ -166,106 +151,171 @@ def _fit(model: LSTMForecaster, folds: dict[str, Fold], params: TrainParams) -> 
     return history
 
 
-def _forecast_metrics(prefix: str, pred: np.ndarray, actual: np.ndarray, close: np.ndarray) -> dict[str, float]:
-    error = pred - actual
-    next_close = close * np.exp(actual)
-    return {
-        f"holdout_{prefix}_mae": float(np.mean(np.abs(error))),
-        f"holdout_{prefix}_rmse": float(np.sqrt(np.mean(error**2))),
-        f"holdout_{prefix}_mape_close": float(np.mean(np.abs(close * np.exp(pred) - next_close) / next_close) * 100),
-    }
+def _xy(part: pd.DataFrame, params: TrainParams) -> tuple[np.ndarray, np.ndarray]:
+    return to_sequences(part, params.sequence_length), part[LABEL].to_numpy(np.float32)
 
 
-def holdout_metrics(model: LSTMForecaster, fold: Fold) -> dict[str, float]:
-    """LSTM vs persistence on the holdout.
+def fit_fold(frame: pd.DataFrame, window: evaluation.FoldWindow, params: TrainParams) -> FoldFit:
+    """Fit one fold's LSTM (seeded, scalers on its training part) and forecast its test window."""
+    parts = {name: frame[mask].reset_index(drop=True) for name, mask in window.masks(frame["event_timestamp"]).items()}
+    train, validation = _xy(parts["train"], params), _xy(parts["validation"], params)
+    set_seed(params.seed)
+    model = LSTMForecaster(params.sequence_length, SEQUENCE_FEATURES, params.hidden_size, params.num_layers, params.dropout)
+    model.fit_scaling(*train)
+    started = time.perf_counter()
+    history = _fit(model, train, validation, params)
+    seconds = time.perf_counter() - started
+    test = parts["test"]
+    test = test.assign(
+        fold=window.index,
+        actual=test[LABEL].astype("float64"),
+        lstm=model.predict(to_sequences(test, params.sequence_length)).astype(np.float64),
+        persistence=evaluation.persistence_forecast(test),
+        ema=evaluation.ema_forecast(test, params.sequence_length, params.ema_span),
+        naive_direction=evaluation.naive_direction(test),
+    )
+    return FoldFit(window, model, history, seconds, train[0], test)
 
-    Persistence is the random walk: next log return 0, i.e. next close = last close. Its
-    point forecast has no direction, so its directional accuracy is that of the naive
-    "the last hour's direction repeats" rule.
-    """
-    actual = fold.y.astype(np.float64)
-    close = fold.frame["close"].to_numpy(np.float64)
-    lstm = model.predict(fold.x).astype(np.float64)
-    last_return = fold.frame["log_return_lag_0"].to_numpy(np.float64)
-    return {
-        **_forecast_metrics("lstm", lstm, actual, close),
-        "holdout_lstm_directional_accuracy": float(np.mean(np.sign(lstm) == np.sign(actual))),
-        **_forecast_metrics("persistence", np.zeros_like(actual), actual, close),
-        "holdout_persistence_directional_accuracy": float(np.mean(np.sign(last_return) == np.sign(actual))),
-        "holdout_rows": float(len(actual)),
-    }
+
+def scored_metrics(rows: pd.DataFrame, scope: str) -> dict[str, float]:
+    """``<scope>_<model>_<metric>`` for the LSTM and both baselines, and the LSTM/persistence MAPE ratio."""
+    metrics: dict[str, float] = {}
+    for model in MODELS:
+        direction = rows["naive_direction"].to_numpy() if model == "persistence" else None
+        found = evaluation.forecast_metrics(rows[model], rows["actual"], rows["close"], direction)
+        metrics.update({f"{scope}_{model}_{k}": v for k, v in found.items()})
+    metrics[f"{scope}_mape_ratio"] = metrics[f"{scope}_lstm_mape"] / metrics[f"{scope}_persistence_mape"]
+    metrics[f"{scope}_rows"] = float(len(rows))
+    return metrics
 
 
-def train_and_register(settings: Settings | None = None, params: TrainParams | None = None) -> TrainResult:
-    """Build the training set, train, evaluate, log to MLflow and register a new version."""
+def walk_forward(frame: pd.DataFrame, params: TrainParams) -> WalkForward:
+    """Fit and score every fold; metrics per fold (``fold<k>_``), newest fold (``holdout_``), pooled (``cv_``)."""
+    if params.seed is None:
+        raise ValueError("walk_forward needs params.seed (train_and_register takes it from the settings)")
+    torch.set_num_threads(params.num_threads)
+    windows = evaluation.walk_forward(
+        frame["event_timestamp"], n_folds=params.n_folds, test_fraction=params.test_fraction,
+        validation_fraction=params.validation_fraction, embargo=params.embargo, window=params.window,
+    )
+    folds = [fit_fold(frame, window, params) for window in windows]
+    predictions = pd.concat([f.test for f in folds], ignore_index=True)
+    metrics: dict[str, float] = {}
+    for fold in folds:
+        k = fold.window.index
+        metrics.update(scored_metrics(fold.test, f"fold{k}"))
+        metrics.update({f"fold{k}_train_seconds": fold.seconds, f"fold{k}_epochs": float(len(fold.history))})
+    metrics.update(scored_metrics(folds[-1].test, "holdout"))
+    metrics.update(scored_metrics(predictions, "cv"))
+    pooled = evaluation.compare(  # informational: the gate tests the newest fold only
+        evaluation.loss(predictions["lstm"], predictions["actual"], params.gate_loss),
+        evaluation.loss(predictions["persistence"], predictions["actual"], params.gate_loss),
+        predictions["event_timestamp"], alpha=params.alpha,
+    )
+    metrics.update(pooled.as_dict("cv_vs_persistence_"))
+    return WalkForward(folds, predictions, metrics)
+
+
+def _log_datasets(frame: pd.DataFrame, holdout: pd.DataFrame, ref: TrainingSetRef) -> None:
+    source = DeltaDatasetSource(path=ref.path, delta_table_version=ref.delta_version)
+    training = mlflow.data.from_pandas(frame, source=source, targets=LABEL, name=f"training_set_{ref.training_set_id}")
+    evaluated = mlflow.data.from_pandas(holdout.drop(columns="fold"), source=source, targets=LABEL, predictions="lstm",
+                                        name=f"holdout_{ref.training_set_id}")
+    mlflow.log_input(training, context="training")
+    mlflow.log_input(evaluated, context="evaluation")
+
+
+def _log_model(model: LSTMForecaster, example_x: np.ndarray, params: TrainParams) -> str:
+    # torch.export assumes equal-sized dims are the same dim: keep the example's batch
+    # size unlike sequence_length and the feature count so the batch stays dynamic
+    batch = next(n for n in range(5, 50) if n not in (params.sequence_length, len(SEQUENCE_FEATURES)))
+    example = example_x[:batch]
+    with warnings.catch_warnings():  # torch.export notes nn.LSTM's flat weights; harmless
+        warnings.filterwarnings("ignore", message="The tensor attributes self.lstm._flat_weights")
+        info = mlflow.pytorch.log_model(
+            model,
+            name="model",
+            signature=infer_signature(example, model.predict(example)),
+            input_example=example,
+            registered_model_name=MODEL_NAME,
+            metadata={"sequence_length": params.sequence_length, "features": list(SEQUENCE_FEATURES)},
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}", "numpy"],
+        )
+    return str(info.registered_model_version)
+
+
+def _log_epochs(result: WalkForward) -> None:
+    for fold in result.folds:
+        for epoch, losses in enumerate(fold.history):
+            mlflow.log_metrics({f"fold{fold.window.index}_{k}": v for k, v in losses.items()}, step=epoch)
+
+
+def train_and_register(
+    settings: Settings | None = None,
+    params: TrainParams | None = None,
+    explain_params: explain.ExplainParams | None = None,
+) -> TrainResult:
+    """Build and store the training set, evaluate walk-forward, log and register, gate the version."""
     settings = settings or get_settings()
     params = params or TrainParams()
-    seed = settings.seed if params.seed is None else params.seed
-    params = TrainParams(**{**asdict(params), "seed": seed})
-    torch.set_num_threads(params.num_threads)
-    set_seed(seed)
+    explain_params = explain_params or explain.ExplainParams()
+    params = TrainParams(**{**asdict(params), "seed": settings.seed if params.seed is None else params.seed})
+    lineage = registry.lineage(settings)
 
-    frame = training_set(settings)
-    folds = split(frame, params)
-    model = LSTMForecaster(params.sequence_length, SEQUENCE_FEATURES, params.hidden_size, params.num_layers, params.dropout)
-    model.fit_scaling(folds["train"].x, folds["train"].y)
-    started = time.perf_counter()
-    history = _fit(model, folds, params)
-    train_seconds = time.perf_counter() - started
-    metrics = {**holdout_metrics(model, folds["holdout"]), "train_seconds": train_seconds, "epochs": float(len(history))}
-    promote = metrics["holdout_lstm_mae"] < metrics["holdout_persistence_mae"]
-    train_times = folds["train"].frame["event_timestamp"]
+    frame = training_set.build(settings)
+    ref = training_set.save(settings, frame)
+    result = walk_forward(frame, params)
+    newest = result.newest
+    gate = promotion.decide(settings, newest.test, alpha=params.alpha, loss_kind=params.gate_loss)
+    records = {
+        **lineage,
+        TRAIN_PARAMS_TAG: params.to_json(),
+        "seed": str(params.seed),
+        "training_set_id": ref.training_set_id,
+        "training_set_path": ref.path,
+        "training_set_delta_version": str(ref.delta_version),
+        "gate": "passed" if gate.promoted else "failed",
+        "gate_reason": gate.reason,
+    }
 
-    mlflow.set_experiment(experiment_id=mlflow_experiment(settings, EXPERIMENT))
-    with mlflow.start_run(run_name=f"lstm-seq{params.sequence_length}") as run:
-        mlflow.log_params(asdict(params))
-        mlflow.log_params(
-            {
-                "features": ",".join(SEQUENCE_FEATURES),
-                "feature_service": feature_store.FEATURE_SERVICE,
-                "train_start": train_times.min().isoformat(),
-                "train_end": train_times.max().isoformat(),
-                "holdout_start": folds["holdout"].frame["event_timestamp"].min().isoformat(),
-                **{f"{name}_rows": len(fold.y) for name, fold in folds.items()},
-                "champion_gate": "holdout_lstm_mae < holdout_persistence_mae",
-                "gate_passed": promote,
-            }
-        )
-        for epoch, losses in enumerate(history):
-            mlflow.log_metrics(losses, step=epoch)
-        mlflow.log_metrics(metrics)
-        mlflow.set_tag("gate", "passed" if promote else "failed")
-        with warnings.catch_warnings():  # the table name is not a URI MLflow knows; it is still the source
-            warnings.simplefilter("ignore", UserWarning)
-            for name in ("train", "holdout"):
-                dataset = mlflow.data.from_pandas(
-                    folds[name].frame, source=feature_store.MART_TABLE, targets=LABEL, name=f"fct_training_features_{name}"
-                )
-                mlflow.log_input(dataset, context="training" if name == "train" else "evaluation")
-        # torch.export assumes equal-sized dims are the same dim: keep the example's batch
-        # size unlike sequence_length and the feature count so the batch stays dynamic
-        batch = next(n for n in range(5, 50) if n not in (params.sequence_length, len(SEQUENCE_FEATURES)))
-        example = folds["train"].x[:batch]
-        with warnings.catch_warnings():  # torch.export notes nn.LSTM's flat weights; harmless
-            warnings.filterwarnings("ignore", message="The tensor attributes self.lstm._flat_weights")
-            info = mlflow.pytorch.log_model(
-                model,
-                name="model",
-                signature=infer_signature(example, model.predict(example)),
-                input_example=example,
-                registered_model_name=MODEL_NAME,
-                metadata={"sequence_length": params.sequence_length, "features": list(SEQUENCE_FEATURES)},
-                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}", "numpy"],
-            )
-        version = str(info.registered_model_version)
+    mlflow.set_experiment(experiment_id=registry.experiment(settings, registry.TRAINING_EXPERIMENT))
+    with mlflow.start_run(run_name=f"lstm-seq{params.sequence_length}-{ref.training_set_id[:8]}") as run:
+        window = newest.window
+        mlflow.log_params({**asdict(params), **{f"explain_{k}": v for k, v in asdict(explain_params).items()}})
+        mlflow.log_params({
+            "features": ",".join(SEQUENCE_FEATURES),
+            "feature_service": feature_store.FEATURE_SERVICE,
+            "train_start": window.train_start.isoformat(),
+            "train_end": window.validation_end.isoformat(),  # the last hour the registered model was fitted on
+            "holdout_start": window.test_start.isoformat(),
+            "holdout_end": window.test_end.isoformat(),
+            **{f"fold{f.window.index}_test_start": f.window.test_start.isoformat() for f in result.folds},
+            "gate_rule": f"beats persistence and champion: lower mean {params.gate_loss} loss, DM (HLN) and paired t p < {params.alpha}",
+        })
+        mlflow.set_tags(records)
+        _log_epochs(result)
+        mlflow.log_metrics({**result.metrics, **gate.metrics()})
+        mlflow.log_dict(gate.report(), "gate.json")
+        mlflow.log_figure(plots.error_by_fold(result.metrics, params.n_folds), "plots/error_by_fold.png")
+        instrument = newest.test["instrument_id"].iloc[0]
+        mlflow.log_figure(plots.forecast_vs_actual(newest.test, instrument), "plots/forecast_vs_actual.png")
+        _log_datasets(frame, newest.test, ref)
+        test_x = to_sequences(newest.test, params.sequence_length)
+        recent = newest.test.tail(explain_params.lime_instances)  # the newest hour's rows come last
+        labels = [f"{r.instrument_id} at {r.event_timestamp:%Y-%m-%d %H:%M}" for r in recent.itertuples()]
+        explain.log_explanations(newest.model, newest.train_x, test_x, test_x[-len(recent):], labels, explain_params,
+                                 params.seed)
+        version = _log_model(newest.model, newest.train_x, params)
 
-    client = MlflowClient()
-    aliases = [CHALLENGER, *([CHAMPION] if promote else [])]
+    client = registry.client(settings)
+    aliases = [registry.CHALLENGER, *([registry.CHAMPION] if gate.promoted else [])]
     for alias in aliases:
         client.set_registered_model_alias(MODEL_NAME, alias, version)
-    client.set_model_version_tag(MODEL_NAME, version, "gate", "passed" if promote else "failed")
+    for key, value in records.items():
+        client.set_model_version_tag(MODEL_NAME, version, key, value)
+    metrics = result.metrics
     log.info(
-        "registered %s v%s (%s): LSTM MAE %.6f vs persistence %.6f, %d epochs in %.1fs",
-        MODEL_NAME, version, ", ".join(aliases), metrics["holdout_lstm_mae"], metrics["holdout_persistence_mae"], len(history), train_seconds,
+        "registered %s v%s (%s): LSTM/persistence MAPE %.4f (holdout), %.4f (all folds); gate: %s",
+        MODEL_NAME, version, ", ".join(aliases), metrics["holdout_mape_ratio"], metrics["cv_mape_ratio"], gate.reason,
     )
-    return TrainResult(MODEL_NAME, version, tuple(aliases), metrics, run.info.run_id)
+    return TrainResult(MODEL_NAME, version, tuple(aliases), metrics, run.info.run_id, ref.training_set_id, gate.report())

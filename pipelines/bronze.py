@@ -1,9 +1,19 @@
-"""Landing into bronze: dedupe, lineage, GX checkpoint, quarantine, idempotent Delta merge.
+"""Landing into bronze: dedupe, lineage, GX checkpoint, idempotent Delta merge, quarantine, gap report.
 
-Bronze keeps one row per candle key (exchange, symbol, interval, open_time). The merge only
-rewrites a row when its ``payload_hash`` changed, so replaying a batch writes nothing and a
-corrected candle is updated in place; rows failing the checkpoint are appended to
-``bronze/quarantine_candles`` with the expectations they failed.
+Bronze keeps one row per candle key (exchange, symbol, interval, open_time) in ``bronze/candles``
+and one row per trade key (exchange, symbol, trade_id) in ``bronze/trades``. A landing:
+
+1. hashes each record's market fields (``payload_hash``, sha256 of canonical JSON) and drops
+   exact duplicates (same key and payload, e.g. overlapping pages), counting them;
+2. adds lineage (source, ingested_at, flow_run_id) and runs the contract's GX checkpoint;
+3. merges the valid rows on the key, rewriting a row only when its payload hash changed (a
+   replay writes nothing, a corrected record is updated in place, late and out-of-order rows
+   simply merge - they are counted as ``late`` when at or before the series' watermark);
+4. then appends the failing rows to ``bronze/quarantine_<table>`` with the expectations they
+   failed and the raw record. Merge first, quarantine second: a retried landing neither loses
+   nor duplicates rows in bronze.
+
+``received == inserted + updated + unchanged + quarantined + duplicates_dropped`` always holds.
 """
 
 from __future__ import annotations
@@ -11,31 +21,57 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from sentinance import lake
-from sentinance.config import ASSETS, EXCHANGES, INTERVAL, Settings, canonical_symbol
-from sentinance.expectations.candles import MARKET_COLUMNS, coerce_candles, validate_candles
-from sentinance.pipelines.simulator import ORIGIN, simulate_candles, simulate_labels
-from sentinance.schemas import BRONZE_CANDLES, CANDLE_KEYS, QUARANTINE_CANDLES, SERIES_KEYS, TS
+from sentinance.config import ASSETS, EXCHANGES, INTERVAL, Settings, canonical_symbol, instrument_id
+from sentinance.expectations import candles as candle_contract
+from sentinance.expectations import trades as trade_contract
+from sentinance.expectations.checkpoint import Contract, validate
+from sentinance.pipelines.exchange_http import INTERVAL_SECONDS
+from sentinance.pipelines.simulator import ORIGIN, simulate_candles, simulate_labels, simulate_trade_labels
+from sentinance.schemas import (
+    BRONZE_CANDLES,
+    BRONZE_TRADES,
+    CANDLE_KEYS,
+    GAP_REPORT,
+    QUARANTINE_CANDLES,
+    QUARANTINE_TRADES,
+    SERIES_KEYS,
+    SIMULATOR_LABELS,
+    SIMULATOR_TRADE_LABELS,
+    TRADE_KEYS,
+)
 
 log = logging.getLogger(__name__)
 
-SIMULATOR_LABELS = pa.schema([
-    pa.field("episode_id", pa.string(), nullable=False),
-    pa.field("kind", pa.string(), nullable=False),
-    pa.field("exchange", pa.string(), nullable=False),
-    pa.field("symbol", pa.string(), nullable=False),
-    pa.field("start_time", TS, nullable=False),   # open_time of the first affected candle
-    pa.field("end_time", TS, nullable=False),     # open_time of the last affected candle
-])
+Series = tuple[str, str, str]  # (exchange, symbol, interval)
 
-Series = tuple[str, str, str]
+
+@dataclass(frozen=True)
+class Target:
+    """A bronze table and the contract its landings pass."""
+
+    name: str                 # bronze/<name>
+    contract: Contract
+    keys: list[str]
+    schema: pa.Schema
+    market: list[str]         # the fields hashed into payload_hash
+    time: str                 # event time, for watermarks and late rows
+    series: list[str]         # columns of one series
+    quarantine: pa.Schema
+
+
+CANDLES = Target("candles", candle_contract.CANDLES, CANDLE_KEYS, BRONZE_CANDLES, candle_contract.MARKET_COLUMNS,
+                 "open_time", SERIES_KEYS, QUARANTINE_CANDLES)
+TRADES = Target("trades", trade_contract.TRADES, TRADE_KEYS, BRONZE_TRADES, trade_contract.MARKET_COLUMNS,
+                "trade_time", ["exchange", "symbol"], QUARANTINE_TRADES)
 
 
 @dataclass(frozen=True)
@@ -50,52 +86,88 @@ class LandingResult:
     duplicates_dropped: int
     bronze_version: int | None
     labels_inserted: int = 0
+    late: int = 0  # valid rows at or before their series' watermark (backfilled, replayed or corrected)
+    series: dict[str, dict[str, int]] = field(default_factory=dict)  # instrument_id -> landed / quarantined
+
+    @property
+    def landed(self) -> int:
+        return self.inserted + self.updated + self.unchanged
 
 
-def _canonical(value: object) -> object:
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    if isinstance(value, float):
-        return None if math.isnan(value) else value
-    return value.item() if hasattr(value, "item") else value
+def _json_values(values: pd.Series) -> pd.Series:
+    """Each value as the JSON ``json.dumps`` writes for it (timestamps as isoformat strings, NaN/NA as null)."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        text = pd.Series(np.datetime_as_string(values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("M8[us]"),
+                                               unit="us"), index=values.index)
+        text = '"' + text.str.removesuffix(".000000") + '+00:00"'
+    elif pd.api.types.is_float_dtype(values.dtype) or pd.api.types.is_integer_dtype(values.dtype):
+        text = values.astype(str)  # repr of floats and ints, like json.dumps
+    else:  # strings (text() made them str or None): encode each distinct value once
+        codes, uniques = pd.factorize(values)
+        encoded = np.array([json.dumps(v) for v in uniques] + ["null"], dtype=object)
+        return pd.Series(encoded[codes], index=values.index)  # code -1 (missing) picks "null"
+    return text.where(values.notna(), "null")
 
 
-def payload_hashes(candles: pd.DataFrame) -> pd.Series:
-    """sha256 of each record's market fields as canonical JSON (typed values, sorted keys)."""
-    typed = coerce_candles(candles)[MARKET_COLUMNS].astype(object)
-    canonical = (
-        json.dumps(dict(zip(MARKET_COLUMNS, map(_canonical, row))), sort_keys=True)
-        for row in typed.itertuples(index=False, name=None)
-    )
-    return pd.Series([hashlib.sha256(c.encode()).hexdigest() for c in canonical], index=candles.index, dtype=object)
+def payload_hashes(records: pd.DataFrame, target: Target = CANDLES) -> pd.Series:
+    """sha256 of each record's market fields as canonical JSON: ``json.dumps`` of the typed values, sorted keys."""
+    typed = target.contract.coerce(records)
+    fields = [(("{" if i == 0 else ", ") + json.dumps(c) + ": " + _json_values(typed[c])).to_numpy()
+              for i, c in enumerate(sorted(target.market))]
+    hashes = [hashlib.sha256(("".join(row) + "}").encode()).hexdigest() for row in zip(*fields)]
+    return pd.Series(hashes, index=records.index, dtype=object)
 
 
-def land_candles(settings: Settings, records: pd.DataFrame, *, source: str, flow_run_id: str | None) -> LandingResult:
-    """Validate a batch of raw candles and merge it into ``bronze/candles`` (quarantining failures)."""
-    bronze_path = settings.table_path("bronze", "candles")
+def _per_series(frame: pd.DataFrame) -> pd.Series:
+    if frame.empty:
+        return pd.Series(dtype="int64")
+    ids = [instrument_id(e, s) if isinstance(e, str) and isinstance(s, str) else "unidentified"
+           for e, s in zip(frame["exchange"], frame["symbol"])]
+    return pd.Series(1, index=ids).groupby(level=0).sum()
+
+
+def _late(valid: pd.DataFrame, marks: pd.Series, target: Target) -> int:
+    if valid.empty or marks.empty:
+        return 0
+    mark = valid.join(marks.rename("_mark"), on=target.series)["_mark"]
+    return int((valid[target.time] <= mark).sum())
+
+
+def latest(settings: Settings, target: Target) -> pd.Series:
+    """Latest event time per series in a bronze table (empty without a table)."""
+    path = settings.table_path("bronze", target.name)
+    if not lake.exists(path):
+        return pd.Series(dtype="datetime64[us, UTC]")
+    return lake.read(path, columns=[*target.series, target.time]).groupby(target.series)[target.time].max()
+
+
+def land(settings: Settings, target: Target, records: pd.DataFrame, *, source: str,
+         flow_run_id: str | None) -> LandingResult:
+    """Validate a batch of raw records and merge it into ``bronze/<target>`` (quarantining failures)."""
+    path = settings.table_path("bronze", target.name)
     received = len(records)
     batch = records.reset_index(drop=True)
-    batch["payload_hash"] = payload_hashes(batch)
-    duplicated = batch["payload_hash"].duplicated()
+    batch["payload_hash"] = payload_hashes(batch, target)
+    duplicated = batch["payload_hash"].duplicated()  # the hash covers the key
     if duplicated.any():
-        log.info("dropping %d exact duplicate records (same key and payload)", int(duplicated.sum()))
+        log.info("%s: dropping %d exact duplicate records (same key and payload)", target.name, int(duplicated.sum()))
     batch = batch[~duplicated].assign(
         source=source, ingested_at=pd.Timestamp.now(tz="UTC").floor("us"), flow_run_id=flow_run_id
     )
 
-    checked = validate_candles(settings, batch)
-    if len(checked.quarantined):
-        lake.append(settings.table_path("bronze", "quarantine_candles"), checked.quarantined, schema=QUARANTINE_CANDLES)
-
-    valid = checked.valid.sort_values(CANDLE_KEYS, ignore_index=True)[BRONZE_CANDLES.names]
+    checked = validate(settings, target.contract, batch)
+    valid = checked.valid.sort_values(target.keys, ignore_index=True)[target.schema.names]
+    late = _late(valid, latest(settings, target), target)
     inserted = updated = 0
-    version = lake.version(bronze_path)
+    version = lake.version(path)
     if not valid.empty:
-        merged = lake.merge(bronze_path, valid, keys=CANDLE_KEYS, schema=BRONZE_CANDLES,
-                            partition_by=["exchange"], change_column="payload_hash")
+        merged = lake.merge(path, valid, keys=target.keys, schema=target.schema, partition_by=["exchange"],
+                            change_column="payload_hash")
         inserted, updated, version = merged.inserted, merged.updated, merged.version
+    if len(checked.quarantined):
+        lake.append(settings.table_path("bronze", f"quarantine_{target.name}"), checked.quarantined,
+                    schema=target.quarantine)
+    landed, quarantined = _per_series(valid), _per_series(checked.quarantined)
     result = LandingResult(
         received=received,
         inserted=inserted,
@@ -104,42 +176,110 @@ def land_candles(settings: Settings, records: pd.DataFrame, *, source: str, flow
         quarantined=len(checked.quarantined),
         duplicates_dropped=int(duplicated.sum()),
         bronze_version=version,
+        late=late,
+        series={key: {"landed": int(landed.get(key, 0)), "quarantined": int(quarantined.get(key, 0))}
+                for key in sorted(set(landed.index) | set(quarantined.index))},
     )
-    log.info("landed %s candles: %s", source, result)
+    log.info("landed %s %s: %s", source, target.name, result)
     return result
+
+
+def land_candles(settings: Settings, records: pd.DataFrame, *, source: str, flow_run_id: str | None) -> LandingResult:
+    """Validate a batch of raw candles and merge it into ``bronze/candles`` (quarantining failures)."""
+    return land(settings, CANDLES, records, source=source, flow_run_id=flow_run_id)
+
+
+def land_trades(settings: Settings, records: pd.DataFrame, *, source: str, flow_run_id: str | None) -> LandingResult:
+    """Validate a batch of raw trades and merge it into ``bronze/trades`` (quarantining failures)."""
+    return land(settings, TRADES, records, source=source, flow_run_id=flow_run_id)
 
 
 def watermarks(settings: Settings) -> dict[Series, pd.Timestamp]:
     """Latest open_time per (exchange, symbol, interval) in bronze; empty without a table."""
+    return {key: pd.Timestamp(ts) for key, ts in latest(settings, CANDLES).items()}
+
+
+def series_windows(settings: Settings, series: Iterable[Series], *, end: pd.Timestamp, days: float,
+                   start: pd.Timestamp | None = None) -> dict[Series, tuple[pd.Timestamp, pd.Timestamp]]:
+    """``[start, end)`` per series: from ``start`` if given, else from its watermark + one interval, or from
+    ``end - days`` when that is later or the series is new (so a run only fetches what bronze lacks)."""
+    marks = watermarks(settings) if start is None else {}
+    windows = {}
+    for key in series:
+        step = pd.Timedelta(seconds=INTERVAL_SECONDS[key[2]])
+        first = start if start is not None else end - pd.Timedelta(days=days)
+        if key in marks:
+            first = max(first, marks[key] + step)
+        windows[key] = (first, end)
+    return windows
+
+
+def find_gaps(settings: Settings, windows: dict[Series, tuple[pd.Timestamp, pd.Timestamp]],
+              *, flow_run_id: str | None) -> pd.DataFrame:
+    """Missing candles per series within its window, one row per run of consecutive missing open_times."""
+    rows = []
     path = settings.table_path("bronze", "candles")
-    if not lake.exists(path):
-        return {}
-    latest = lake.read(path, columns=[*SERIES_KEYS, "open_time"]).groupby(SERIES_KEYS)["open_time"].max()
-    return {key: pd.Timestamp(ts) for key, ts in latest.items()}
+    windows = {k: w for k, w in windows.items() if w[0] < w[1]}
+    present = pd.DataFrame(columns=[*SERIES_KEYS, "open_time"])
+    if windows and lake.exists(path):
+        earliest = min(w[0] for w in windows.values())
+        present = lake.read(path, columns=[*SERIES_KEYS, "open_time"],
+                            filters=[("open_time", ">=", earliest.to_pydatetime())])
+    by_series = present.groupby(SERIES_KEYS)["open_time"]
+    times = {key: pd.DatetimeIndex(values) for key, values in by_series} if len(present) else {}
+    checked_at = pd.Timestamp.now(tz="UTC").floor("us")
+    for key, (first, end) in sorted(windows.items()):
+        step = pd.Timedelta(seconds=INTERVAL_SECONDS[key[2]])
+        grid = pd.date_range(first, end, freq=step, inclusive="left")
+        missing = grid.difference(times.get(key, pd.DatetimeIndex([], tz="UTC")))
+        if missing.empty:
+            continue
+        run = (missing.to_series().diff() != step).cumsum()
+        for _, gap in missing.to_series().groupby(run.to_numpy()):
+            rows.append({"exchange": key[0], "symbol": key[1], "interval": key[2], "gap_start": gap.iloc[0],
+                         "gap_end": gap.iloc[-1], "missing": len(gap), "window_start": first, "window_end": end,
+                         "checked_at": checked_at, "flow_run_id": flow_run_id})
+    return pd.DataFrame(rows, columns=GAP_REPORT.names)
 
 
-def _land_labels(settings: Settings, start: pd.Timestamp, end: pd.Timestamp) -> int:
-    labels = simulate_labels(start, end, seed=settings.seed)
-    merged = lake.merge(settings.table_path("bronze", "simulator_labels"), labels, keys=["episode_id"],
-                        schema=SIMULATOR_LABELS, change_column="end_time")
-    return merged.inserted
+def report_gaps(settings: Settings, windows: dict[Series, tuple[pd.Timestamp, pd.Timestamp]],
+                *, flow_run_id: str | None) -> pd.DataFrame:
+    """:func:`find_gaps`, appended to the ``bronze/gap_report`` log."""
+    gaps = find_gaps(settings, windows, flow_run_id=flow_run_id)
+    if len(gaps):
+        lake.append(settings.table_path("bronze", "gap_report"), gaps, schema=GAP_REPORT)
+        log.warning("gap report: %d missing candles in %d gaps across %d series", int(gaps["missing"].sum()),
+                    len(gaps), gaps.groupby(SERIES_KEYS).ngroups)
+    return gaps
+
+
+def land_simulator_labels(settings: Settings, start: pd.Timestamp, end: pd.Timestamp, *,
+                          exchanges: Sequence[str] = EXCHANGES, assets: Sequence[str] = ASSETS,
+                          trades: bool = True) -> int:
+    """Merge the simulator's episodes overlapping ``[start, end)`` into ``bronze/simulator_labels`` and, with
+    ``trades``, its wash trades into ``bronze/simulator_trade_labels``; returns the new rows."""
+    episodes = simulate_labels(start, end, seed=settings.seed, exchanges=exchanges, assets=assets)
+    inserted = lake.merge(settings.table_path("bronze", "simulator_labels"), episodes, keys=["episode_id"],
+                          schema=SIMULATOR_LABELS, change_column="end_time").inserted
+    if trades:
+        wash = simulate_trade_labels(start, end, seed=settings.seed, exchanges=exchanges, assets=assets)
+        inserted += lake.merge(settings.table_path("bronze", "simulator_trade_labels"), wash, keys=TRADE_KEYS,
+                               schema=SIMULATOR_TRADE_LABELS, partition_by=["exchange"]).inserted
+    return inserted
 
 
 def ingest_simulated(settings: Settings, *, end: datetime, days: int, flow_run_id: str | None = None) -> LandingResult:
-    """Land simulated candles up to ``end`` (floored to the hour): per series from its watermark + 1h,
-    or from ``end - days`` when that is later or the series is new; labels go to ``bronze/simulator_labels``.
+    """Land simulated candles up to ``end`` (floored to the hour), per series from its watermark + 1h, or from
+    ``end - days`` when that is later or the series is new; episode labels go to ``bronze/simulator_labels``.
+
+    The candles-only path of the `lakehouse` flow until it calls the ``ingest`` flow (pipelines/ingest.py).
     """
     end_h = pd.Timestamp(end)
     if end_h.tzinfo is None:
         raise ValueError(f"end must be timezone-aware (UTC), got {end!r}")
     end_h = end_h.tz_convert("UTC").floor("h")
-    window_start = max(end_h - pd.Timedelta(days=days), ORIGIN)
-    marks = watermarks(settings)
-    starts = {}
-    for exchange in EXCHANGES:
-        for asset in ASSETS:
-            key = (exchange, canonical_symbol(exchange, asset), INTERVAL)
-            starts[key] = max(marks[key] + pd.Timedelta(hours=1), window_start) if key in marks else window_start
+    keys = [(e, canonical_symbol(e, a), INTERVAL) for e in EXCHANGES for a in ASSETS]
+    starts = {k: max(w[0], ORIGIN) for k, w in series_windows(settings, keys, end=end_h, days=days).items()}
     earliest = min(starts.values())
     if earliest >= end_h:
         log.info("bronze is up to date until %s; nothing to simulate", end_h)
@@ -150,6 +290,6 @@ def ingest_simulated(settings: Settings, *, end: datetime, days: int, flow_run_i
     )
     candles = candles[candles["open_time"] >= series_start]
     result = land_candles(settings, candles, source="simulator", flow_run_id=flow_run_id)
-    labels = _land_labels(settings, earliest, end_h)
+    labels = land_simulator_labels(settings, earliest, end_h, trades=False)
     log.info("simulated %s..%s: %d candles, %d new labels", earliest, end_h, len(candles), labels)
     return replace(result, labels_inserted=labels)

@@ -7,36 +7,24 @@ stages are testable without Prefect and the flow stays a composition.
 from __future__ import annotations
 
 from dataclasses import asdict, is_dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run
 
-from sentinance import schemas
 from sentinance.config import Settings, get_settings
-from sentinance.ml import drift, feature_store, score, train
-from sentinance.pipelines import bronze, marts, warehouse
-from sentinance.spark_jobs import candle_features
+from sentinance.ml import ab_test, drift, feature_store, score, train
+from sentinance.pipelines import marts, warehouse
+from sentinance.pipelines.ingest import default_end, ingest
+from sentinance.spark_jobs import candle_features, detectors
 from sentinance.spark_jobs.session import get_spark
 from sentinance.status import collect_status, model_status, render_summary
 
 
 def _plain(result: Any) -> Any:
     return asdict(result) if is_dataclass(result) else result
-
-
-def default_end() -> datetime:
-    """The current hour (exclusive end of the window): only closed candles land."""
-    return datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
-
-
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-def ingest(settings: Settings, end: datetime, days: int) -> bronze.LandingResult:
-    """Simulator -> Great Expectations checkpoint -> bronze Delta (incremental by watermark)."""
-    return bronze.ingest_simulated(settings, end=end, days=days, flow_run_id=flow_run.get_id())
 
 
 @task(cache_policy=NO_CACHE)
@@ -46,13 +34,15 @@ def build_silver(settings: Settings, full_refresh: bool) -> candle_features.Feat
 
 
 @task(cache_policy=NO_CACHE)
-def load_warehouse(settings: Settings, layer: str, name: str) -> warehouse.LoadResult:
-    """COPY a Delta table's changes since the last loaded version into PostgreSQL (schema lake)."""
-    keys, schema = {
-        "candle_features": (schemas.CANDLE_KEYS, schemas.SILVER_CANDLE_FEATURES),
-        "predictions": (schemas.PREDICTION_KEYS, schemas.PREDICTIONS),
-    }[name]
-    return warehouse.load_table(settings, settings.table_path(layer, name), name, keys, schema)
+def detect_anomalies(settings: Settings) -> detectors.DetectorRunResult:
+    """Pump-and-dump and wash-trading detectors over bronze into gold/anomalies (PySpark)."""
+    return detectors.run_detectors(get_spark(settings), settings)
+
+
+@task(cache_policy=NO_CACHE)
+def load_warehouse(settings: Settings, name: str) -> warehouse.LoadResult:
+    """COPY a lake table's changes since the last loaded Delta version into PostgreSQL (schema lake)."""
+    return warehouse.load(settings, name)
 
 
 @task(cache_policy=NO_CACHE)
@@ -82,8 +72,17 @@ def score_latest(settings: Settings) -> score.ScoreResult:
 
 @task(cache_policy=NO_CACHE)
 def monitor_drift(settings: Settings) -> drift.DriftResult:
-    """KS + PSI between the training window and the latest window, logged to MLflow."""
-    return drift.check_drift(settings)
+    """Feature (KS + PSI), prediction and performance drift, logged to MLflow and as an artifact."""
+    result = drift.check_drift(settings)
+    create_markdown_artifact(key="drift-report", markdown=result.markdown,
+                             description="Feature, prediction and performance drift")
+    return result
+
+
+@task(cache_policy=NO_CACHE)
+def compare_models(settings: Settings) -> ab_test.ABResult:
+    """A/B of champion vs challenger on the hours both forecast (paired t-test, Diebold-Mariano)."""
+    return ab_test.compare_champion_challenger(settings)
 
 
 @flow(name="lakehouse", log_prints=True)
@@ -93,23 +92,26 @@ def lakehouse(end: datetime | None = None, days: int = 90, full_refresh: bool = 
     logger = get_run_logger()
     end = end or default_end()
     results: dict[str, Any] = {}
-    results["ingest"] = ingest(settings, end, days)
+    results["ingest"] = ingest(end=end, days=days)  # subflow: simulator candles + trades -> GX -> bronze
     results["silver"] = build_silver(settings, full_refresh)
-    results["load_silver"] = load_warehouse(settings, "silver", "candle_features")
+    results["anomalies"] = detect_anomalies(settings)
+    results["load"] = {name: load_warehouse(settings, name) for name in warehouse.WAREHOUSE_TABLES}
     results["marts"] = build_marts(settings, full_refresh)
     results["features"] = serve_features(settings, end + timedelta(seconds=1))
-    if results["load_silver"].rows or not model_status(settings):
+    results["drift"] = monitor_drift(settings) if model_status(settings) else None
+    if results["drift"] is None or results["drift"].retrain:
         results["train"] = train_model(settings)
     else:
-        logger.info("no new features since the last training: the registered model is kept")
+        logger.info("no drift: the registered model is kept")
     results["score"] = score_latest(settings)
-    results["load_predictions"] = load_warehouse(settings, "gold", "predictions")
-    results["drift"] = monitor_drift(settings)
+    results["load_predictions"] = load_warehouse(settings, "predictions")
+    results["ab_test"] = compare_models(settings)
     status = collect_status(settings)
     summary = render_summary(status)
     create_markdown_artifact(key="lakehouse-summary", markdown=f"```\n{summary}\n```", description="Lakehouse run summary")
-    logger.info("lakehouse run complete:\n%s", summary)
-    return {"stages": {k: _plain(v) for k, v in results.items()}, "status": status, "summary": summary}
+    logger.info("lakehouse run complete; summary in the 'lakehouse-summary' artifact")
+    stages = {k: {n: _plain(r) for n, r in v.items()} if isinstance(v, dict) else _plain(v) for k, v in results.items()}
+    return {"stages": stages, "status": status, "summary": summary}
 
 
 if __name__ == "__main__":

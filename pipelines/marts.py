@@ -1,4 +1,5 @@
-"""The dbt project (``dbt/``) run in-process: build the marts with their tests, generate and serve the docs.
+"""The dbt project (``dbt/``) run in-process: build the marts with their tests, check source freshness,
+generate and serve the docs.
 
 dbt's own files (target/, logs/) go to the state dir, never into the repository, and the
 connection comes from :func:`sentinance.services.pg_params` through ``SENTINANCE_PG_*``.
@@ -68,7 +69,7 @@ def _dbt(settings: Settings, *command: str):
         "--log-path", str(settings.home / "dbt" / "logs"),
         "--no-use-colors",
     ]
-    if command[0] in ("build", "run", "compile", "docs"):
+    if command[0] in ("build", "run", "compile", "docs", "source"):  # the same vars everywhere keep partial parsing
         args += ["--vars", json.dumps({"sequence_length": sequence_length()})]
     with _environment(services.pg_params(settings).env()):
         return dbtRunner().invoke(args)
@@ -94,6 +95,17 @@ def build_marts(settings: Settings, *, full_refresh: bool = False, select: str |
         raise MartsBuildError("dbt build failed: " + "; ".join(failed or [str(outcome.exception)]), result)
     log.info("dbt build%s: %s", " --full-refresh" if full_refresh else "", result.counts)
     return result
+
+
+def source_freshness(settings: Settings) -> dict[str, str]:
+    """``dbt source freshness``: ``{"<source>.<table>": "pass" | "warn" | "error" | "runtime error"}`` for
+    every source with a freshness check (warn-only here: simulated or replayed data may be historic)."""
+    outcome = _dbt(settings, "source", "freshness")
+    if outcome.result is None:
+        raise MartsBuildError(f"dbt source freshness could not run: {outcome.exception}") from outcome.exception
+    statuses = {f"{r.node.source_name}.{r.node.name}": str(r.status) for r in outcome.result.results}
+    log.info("dbt source freshness: %s", statuses)
+    return statuses
 
 
 def generate_docs(settings: Settings) -> Path:

@@ -1,9 +1,19 @@
 """Delta -> PostgreSQL loader: COPY into a staging table, upsert on keys, incremental by Delta version.
 
 ``lake.<table>`` mirrors a Delta table at the version recorded in ``lake._load_state``.
-The first load copies the current snapshot; later loads copy only the rows the change
-data feed reports as inserted or updated since the recorded version. Each load runs
-in one transaction, so a crash leaves the previous table and state untouched.
+The first load copies the current snapshot (and so does every load of a table without
+change data feed); later loads apply only what the change data feed reports since the
+recorded version: each changed key's latest row is upserted, a key whose latest change
+is a delete is deleted. Rows that did not change are not rewritten.
+
+Schema evolution is additive: a nullable column declared in the schema but missing in
+PostgreSQL is added (``ALTER TABLE ... ADD COLUMN``, logged), and a declared nullable
+column the Delta table does not have yet loads as null. Any other difference (a column
+removed, retyped or added as NOT NULL) raises :class:`SchemaChangeError`; dropping
+``lake.<table>`` makes the next load rebuild it. Each load runs in one transaction, so a
+failure leaves the previous table and state untouched.
+
+:data:`WAREHOUSE_TABLES` names every lake table the warehouse mirrors; :func:`load` loads one.
 """
 
 from __future__ import annotations
@@ -19,14 +29,15 @@ from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
 from psycopg import Connection, sql
 
-from sentinance import services
+from sentinance import lake, schemas, services
 from sentinance.config import Settings
 
 log = logging.getLogger(__name__)
 
 SCHEMA = "lake"
 STATE_TABLE = "_load_state"
-CDF_CHANGES = ["insert", "update_postimage"]
+CDF_UPSERTS = ["insert", "update_postimage"]
+CDF_DELETE = "delete"
 CDF_ENABLED = "delta.enableChangeDataFeed"
 
 _PG_TYPES = {
@@ -48,8 +59,37 @@ class LoadResult:
     table: str
     rows: int                   # rows inserted or changed in PostgreSQL
     from_version: int | None    # Delta version loaded before this run (None: not loaded from this path)
-    to_version: int             # Delta version lake.<table> now reflects
-    mode: str                   # full | incremental | noop
+    to_version: int | None      # Delta version lake.<table> now reflects (None: no Delta table yet)
+    mode: str                   # full | incremental | noop | absent (no Delta table yet)
+    deleted: int = 0            # rows deleted in PostgreSQL (gone from the Delta table)
+    added_columns: tuple[str, ...] = ()  # columns added to lake.<table> by this load
+
+
+@dataclass(frozen=True)
+class WarehouseTable:
+    """A Delta table of the lake and its mirror ``lake.<name>`` in PostgreSQL."""
+
+    layer: str
+    delta_name: str
+    keys: Sequence[str]
+    schema: pa.Schema
+
+
+# PostgreSQL table (schema lake) -> its Delta table: what dbt's sources read
+WAREHOUSE_TABLES: dict[str, WarehouseTable] = {
+    "candles": WarehouseTable("bronze", "candles", schemas.CANDLE_KEYS, schemas.BRONZE_CANDLES),
+    "simulator_labels": WarehouseTable("bronze", "simulator_labels", ["episode_id"], schemas.SIMULATOR_LABELS),
+    "candle_features": WarehouseTable("silver", "candle_features", schemas.CANDLE_KEYS,
+                                      schemas.SILVER_CANDLE_FEATURES),
+    "cross_exchange_features": WarehouseTable("silver", "cross_exchange_features", schemas.CROSS_EXCHANGE_KEYS,
+                                              schemas.SILVER_CROSS_EXCHANGE_FEATURES),
+    "anomalies": WarehouseTable("gold", "anomalies", schemas.ANOMALY_KEYS, schemas.ANOMALIES),
+    "predictions": WarehouseTable("gold", "predictions", schemas.PREDICTION_KEYS, schemas.PREDICTIONS),
+}
+
+
+class SchemaChangeError(RuntimeError):
+    """The declared schema differs from ``lake.<table>`` in a way an additive migration cannot apply."""
 
 
 def pg_type(data_type: pa.DataType) -> str:
@@ -64,26 +104,39 @@ def pg_type(data_type: pa.DataType) -> str:
         raise TypeError(f"no PostgreSQL type for Arrow type {data_type}") from None
 
 
+def load(settings: Settings, name: str) -> LoadResult:
+    """Bring ``lake.<name>`` (one of :data:`WAREHOUSE_TABLES`) up to its Delta table's current version."""
+    table = WAREHOUSE_TABLES[name]
+    return load_table(settings, settings.table_path(table.layer, table.delta_name), name, table.keys, table.schema)
+
+
 def load_table(settings: Settings, delta_path: str, table: str, keys: Sequence[str], schema: pa.Schema) -> LoadResult:
-    """Bring ``lake.<table>`` up to the current version of the Delta table at ``delta_path``."""
-    delta = DeltaTable(delta_path)
-    to_version = delta.version()
+    """Bring ``lake.<table>`` up to the current version of the Delta table at ``delta_path``.
+
+    Without a Delta table yet, ``lake.<table>`` is only created (empty), so the sources of dbt
+    exist before the stage that writes the table has run.
+    """
     target = sql.Identifier(SCHEMA, table)
     with services.connect(settings) as conn:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"{SCHEMA}.{table}"])
         conn.execute("SET LOCAL TimeZone = 'UTC'")
         existed = _ensure_tables(conn, target, keys, schema)
+        added = _add_new_columns(conn, table, schema) if existed else ()
+        if not lake.exists(delta_path):
+            log.info("no Delta table at %s yet: %s.%s left as it is", delta_path, SCHEMA, table)
+            return LoadResult(table, 0, None, None, "absent", added_columns=added)
+        delta = DeltaTable(delta_path)
+        to_version = delta.version()
         state = conn.execute(
             sql.SQL("SELECT delta_path, loaded_version FROM {} WHERE table_name = %s").format(
                 sql.Identifier(SCHEMA, STATE_TABLE)), [table]).fetchone()
         from_version = state[1] if existed and state and state[0] == delta_path else None
         if from_version == to_version:
             log.info("%s.%s is at Delta version %d already: nothing to load", SCHEMA, table, to_version)
-            return LoadResult(table, 0, from_version, to_version, "noop")
-        data, mode = _read_changes(delta, delta_path, keys, schema, from_version)
-        if mode == "full":
-            conn.execute(sql.SQL("DELETE FROM {}").format(target))
+            return LoadResult(table, 0, from_version, to_version, "noop", added_columns=added)
+        data, deletes, mode = _read_changes(delta, delta_path, keys, schema, from_version)
         rows = _upsert(conn, target, data, keys)
+        deleted = _delete(conn, target, keys, deletes)
         conn.execute(
             sql.SQL(
                 "INSERT INTO {} (table_name, delta_path, loaded_version, loaded_at) VALUES (%s, %s, %s, now()) "
@@ -92,9 +145,9 @@ def load_table(settings: Settings, delta_path: str, table: str, keys: Sequence[s
             ).format(sql.Identifier(SCHEMA, STATE_TABLE)),
             [table, delta_path, to_version],
         )
-    log.info("%s load of %s.%s: %d rows written, Delta version %s -> %d",
-             mode, SCHEMA, table, rows, from_version, to_version)
-    return LoadResult(table, rows, from_version, to_version, mode)
+    log.info("%s load of %s.%s: %d rows written, %d deleted, Delta version %s -> %d",
+             mode, SCHEMA, table, rows, deleted, from_version, to_version)
+    return LoadResult(table, rows, from_version, to_version, mode, deleted, added)
 
 
 def _ensure_tables(conn: Connection, target: sql.Identifier, keys: Sequence[str], schema: pa.Schema) -> bool:
@@ -114,6 +167,42 @@ def _ensure_tables(conn: Connection, target: sql.Identifier, keys: Sequence[str]
     return existed
 
 
+def _add_new_columns(conn: Connection, table: str, schema: pa.Schema) -> tuple[str, ...]:
+    """Add the declared nullable columns ``lake.<table>`` lacks; raise on any non-additive difference."""
+    name, target = f"{SCHEMA}.{table}", sql.Identifier(SCHEMA, table)
+    existing = dict(conn.execute(
+        "SELECT attname, format_type(atttypid, NULL) FROM pg_attribute "
+        "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped", [target.as_string(conn)]).fetchall())
+    declared = dict(conn.execute(
+        "SELECT name, format_type(type::regtype, NULL) FROM unnest(%s::text[], %s::text[]) AS c(name, type)",
+        [schema.names, [pg_type(f.type).split("(")[0] for f in schema]]).fetchall())
+    problems = [f"column {name} is no longer declared" for name in existing if name not in declared]
+    problems += [f"column {name} is {existing[name]}, declared {declared[name]}"
+                 for name in declared if name in existing and existing[name] != declared[name]]
+    new = [f for f in schema if f.name not in existing]
+    problems += [f"new column {f.name} is NOT NULL" for f in new if not f.nullable]
+    if problems:
+        raise SchemaChangeError(
+            f"{name} cannot follow the declared schema ({'; '.join(problems)}): only nullable "
+            f"columns can be added in place; drop the table and the next load rebuilds it from the Delta table")
+    for field in new:
+        conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+            target, sql.Identifier(field.name), sql.SQL(pg_type(field.type))))
+        log.info("schema evolution: added column %s %s to %s", field.name, pg_type(field.type), name)
+    return tuple(f.name for f in new)
+
+
+def _conform(data: pa.Table, schema: pa.Schema, path: str) -> pa.Table:
+    """``data``'s columns in ``schema``; a declared nullable column the Delta table lacks becomes null."""
+    missing = [f for f in schema if f.name not in data.column_names]
+    required = [f.name for f in missing if not f.nullable]
+    if required:
+        raise SchemaChangeError(f"the Delta table at {path} has no column {', '.join(required)} (declared NOT NULL)")
+    for field in missing:
+        data = data.append_column(field.name, pa.nulls(data.num_rows, field.type))
+    return data.select(schema.names).cast(schema)
+
+
 def _changes_unreadable(delta: DeltaTable, path: str, from_version: int) -> str | None:
     """Why the change data feed cannot bring the table from ``from_version`` to now, if it cannot."""
     if from_version > delta.version():
@@ -125,8 +214,13 @@ def _changes_unreadable(delta: DeltaTable, path: str, from_version: int) -> str 
 
 
 def _read_changes(delta: DeltaTable, path: str, keys: Sequence[str], schema: pa.Schema,
-                  from_version: int | None) -> tuple[pa.Table, str]:
-    """The rows to upsert (in ``schema``) and the mode: the whole snapshot, or each changed key's latest row."""
+                  from_version: int | None) -> tuple[pa.Table, pa.Table | None, str]:
+    """The rows to upsert (in ``schema``), the keys to delete and the mode.
+
+    ``full``: the whole snapshot, and None for the deletes (every key not in it goes);
+    ``incremental``: each changed key's latest change, an upsert or a delete (an upsert
+    wins within one commit, as an overwrite removes and re-adds its rows in one version).
+    """
     reason: str | None = "first load from this path"
     if from_version is not None:
         try:
@@ -138,29 +232,46 @@ def _read_changes(delta: DeltaTable, path: str, keys: Sequence[str], schema: pa.
             reason = f"the changes since version {from_version} cannot be read ({exc})"
     if reason is not None:
         log.info("full reload of %s at version %d: %s", path, delta.version(), reason)
-        return delta.to_pyarrow_table(columns=schema.names).cast(schema), "full"
-    upserts = pc.is_in(changes["_change_type"].cast(pa.string()), pa.array(CDF_CHANGES))
-    rows = (changes.select(schema.names).cast(schema)  # drops the CDF columns, string_view -> string
+        present = set(delta.schema().to_arrow().names)
+        snapshot = delta.to_pyarrow_table(columns=[name for name in schema.names if name in present])
+        return _conform(snapshot, schema, path), None, "full"
+    change_type = changes["_change_type"].cast(pa.string())
+    is_upsert = pc.is_in(change_type, pa.array(CDF_UPSERTS))
+    rows = (_conform(changes, schema, path)  # drops the CDF columns, string_view -> string
             .append_column("_commit_version", changes["_commit_version"])
-            .filter(upserts)
-            .sort_by("_commit_version"))
+            .append_column("_is_upsert", is_upsert)
+            .filter(pc.or_(is_upsert, pc.equal(change_type, CDF_DELETE)))
+            .sort_by([("_commit_version", "ascending"), ("_is_upsert", "ascending")]))
     rows = rows.append_column("_row", pa.array(range(rows.num_rows), pa.int64()))
-    latest = rows.group_by(list(keys), use_threads=False).aggregate([("_row", "max")])["_row_max"]
-    return rows.take(latest).select(schema.names), "incremental"
+    latest = rows.take(rows.group_by(list(keys), use_threads=False).aggregate([("_row", "max")])["_row_max"])
+    upserts = latest.filter(latest["_is_upsert"]).select(schema.names)
+    deletes = latest.filter(pc.invert(latest["_is_upsert"])).select(keys)
+    return upserts, deletes, "incremental"
 
 
-def _upsert(conn: Connection, target: sql.Identifier, data: pa.Table, keys: Sequence[str]) -> int:
-    """COPY ``data`` into a temporary table, then insert-or-update the rows that differ; returns their count."""
-    columns = [sql.Identifier(name) for name in data.column_names]
-    values = [sql.Identifier(name) for name in data.column_names if name not in keys]
-    column_list = sql.SQL(", ").join(columns)
-    conn.execute(sql.SQL("CREATE TEMPORARY TABLE _stage (LIKE {}) ON COMMIT DROP").format(target))
+def _copy(conn: Connection, name: str, target: sql.Identifier, data: pa.Table) -> None:
+    """COPY ``data`` into a new temporary table ``name`` with ``data``'s columns typed as in ``target``."""
+    column_list = sql.SQL(", ").join(sql.Identifier(column) for column in data.column_names)
+    conn.execute(sql.SQL("CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+        sql.Identifier(name), column_list, target))
     options = pa_csv.WriteOptions(include_header=False, quoting_style="all_valid")
-    with conn.cursor().copy(sql.SQL("COPY _stage ({}) FROM STDIN (FORMAT csv)").format(column_list)) as copy:
+    with conn.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+            sql.Identifier(name), column_list)) as copy:
         for batch in data.to_batches(max_chunksize=50_000):
             sink = pa.BufferOutputStream()
             pa_csv.write_csv(batch, sink, options)
             copy.write(sink.getvalue().to_pybytes())
+
+
+def _upsert(conn: Connection, target: sql.Identifier, data: pa.Table, keys: Sequence[str]) -> int:
+    """Insert ``data``'s rows, or update those that differ from the current ones; returns their count.
+
+    The rows stay staged in ``_stage`` for the rest of the transaction.
+    """
+    _copy(conn, "_stage", target, data)
+    columns = [sql.Identifier(name) for name in data.column_names]
+    values = [sql.Identifier(name) for name in data.column_names if name not in keys]
+    column_list = sql.SQL(", ").join(columns)
     cursor = conn.execute(sql.SQL(
         "INSERT INTO {target} AS t ({columns}) SELECT {columns} FROM _stage "
         "ON CONFLICT ({keys}) DO UPDATE SET {assignments} "
@@ -174,3 +285,15 @@ def _upsert(conn: Connection, target: sql.Identifier, data: pa.Table, keys: Sequ
         incoming=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(v) for v in values),
     ))
     return cursor.rowcount
+
+
+def _delete(conn: Connection, target: sql.Identifier, keys: Sequence[str], deletes: pa.Table | None) -> int:
+    """Delete the rows with the keys in ``deletes`` or, when None (a full snapshot), every row not staged."""
+    match = sql.SQL(" AND ").join(sql.SQL("d.{0} = t.{0}").format(sql.Identifier(k)) for k in keys)
+    if deletes is None:
+        return conn.execute(sql.SQL("DELETE FROM {} AS t WHERE NOT EXISTS (SELECT FROM _stage AS d WHERE {})")
+                            .format(target, match)).rowcount
+    if not deletes.num_rows:
+        return 0
+    _copy(conn, "_deletes", target, deletes)
+    return conn.execute(sql.SQL("DELETE FROM {} AS t USING _deletes AS d WHERE {}").format(target, match)).rowcount

@@ -27,6 +27,8 @@ def _configure_environment() -> None:
         # Prefect keeps its database (flow runs the UI shows) in the state dir
         "PREFECT_HOME": str(home / "prefect"),
         "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        # the ephemeral API's first start runs migrations; a busy 2-core machine needs more than 20 s
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
         "PREFECT_UI_ENABLED": "true",
         "PREFECT_LOGGING_LEVEL": "INFO",
         # Spark's driver binds to loopback only

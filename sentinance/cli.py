@@ -1,13 +1,32 @@
-"""The `sentinance` command: run the lakehouse flow, show status, open UIs."""
+"""The `sentinance` command: run the lakehouse or one of its stages, show status, serve deployments, open UIs.
+
+Exit codes: 0 success; 1 a stage failed or its inputs are missing (one line on stderr, --debug
+for the traceback); 2 a usage mistake (bad command, option or value); 130 interrupted.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
+import socket
+import subprocess
 import sys
-from datetime import datetime, timezone
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
-from sentinance.config import get_settings
+from sentinance.config import Settings, get_settings
+
+BIN = Path(sys.executable).parent
+SERVER_START_SECONDS = 90
+
+
+class CommandError(Exception):
+    """A mistake or missing prerequisite the user can fix; printed as one line."""
 
 
 def _utc_hour(text: str) -> datetime:
@@ -19,12 +38,175 @@ def _utc_hour(text: str) -> datetime:
     return value.replace(minute=0, second=0, microsecond=0)
 
 
+def _positive(kind: type) -> Callable[[str], int | float]:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from exc
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    return parse
+
+
+def _port(text: str) -> int:
+    value = _positive(int)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {text}")
+    return value
+
+
+def _print_result(result: dict) -> int:
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+# --- preconditions: the one-line answers to running a stage before its inputs exist ---------------
+
+def _require_bronze(settings: Settings) -> None:
+    from sentinance import lake
+
+    if not lake.exists(settings.table_path("bronze", "candles")):
+        raise CommandError(f"no bronze candles in {settings.home} yet: run `sentinance ingest` (or `backfill`) first")
+
+
+def _require_table(settings: Settings, table: str, step: str) -> None:
+    from sentinance.status import warehouse_tables
+
+    if table not in warehouse_tables(settings):
+        raise CommandError(f"no table {table} in the warehouse of {settings.home} yet: run `sentinance {step}` first")
+
+
+def _require_model(settings: Settings) -> None:
+    from sentinance.status import model_status
+
+    model = model_status(settings)
+    if not model or not model["aliases"]:
+        raise CommandError(f"no registered model in {settings.home} yet: run `sentinance train` first")
+
+
+# --- stage commands -----------------------------------------------------------------------------
+
 def _run(args: argparse.Namespace) -> int:
     from sentinance.pipelines.lakehouse import lakehouse
 
     result = lakehouse(end=args.end, days=args.days, full_refresh=args.full_refresh)
     print(result["summary"])
     return 0
+
+
+@contextmanager
+def _quiet_prefect_console() -> Iterator[None]:
+    """Keep Prefect's INFO lines off the terminal while a progress bar draws (they still reach the API/UI)."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    known = logging.Logger.manager.loggerDict.values()
+    loggers = [logging.getLogger(), *(logger for logger in known if isinstance(logger, logging.Logger))]
+    handlers = {h for lg in loggers for h in lg.handlers if isinstance(h, PrefectConsoleHandler)}
+    levels = {h: h.level for h in handlers}
+    for handler in handlers:
+        handler.setLevel(max(handler.level, logging.WARNING))
+    try:
+        yield
+    finally:
+        for handler, level in levels.items():
+            handler.setLevel(level)
+
+
+def _land_chunks(args: argparse.Namespace, windows: list[tuple[datetime | None, datetime, float]]) -> list:
+    """Run the ``ingest`` flow once per ``(start, end, days)`` window, with a progress bar (on stderr)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from sentinance.pipelines.ingest import ingest
+
+    results = []
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    progress = Progress(*columns, console=Console(stderr=True), redirect_stdout=False, redirect_stderr=False)
+    with _quiet_prefect_console(), progress:
+        bar = progress.add_task(f"ingest {args.source} until {windows[-1][1]:%Y-%m-%d %H:%M} UTC", total=len(windows))
+        for start, end, days in windows:
+            results.append(ingest.with_options(retries=0)(
+                exchanges=args.exchange, symbols=args.symbol, start=start, end=end, days=days, source=args.source,
+                include_trades=not args.no_trades,
+            ))
+            progress.update(bar, advance=1, description=f"landed until {end:%Y-%m-%d %H:%M} UTC")
+    return results
+
+
+def _chunk_ends(start: datetime, end: datetime, chunk_days: float) -> list[datetime]:
+    hours = int((end - start) / timedelta(hours=1))
+    step = max(1, int(chunk_days * 24))
+    return [start + timedelta(hours=min(h, hours)) for h in range(step, hours + step, step)]
+
+
+def _landed(results: list) -> int:
+    for table in ("candles", "trades"):
+        landings = [getattr(r, table) for r in results if getattr(r, table) is not None]
+        if landings:
+            total = {k: sum(getattr(landing, k) for landing in landings)
+                     for k in ("received", "inserted", "updated", "quarantined")}
+            print(f"bronze {table}: {total['inserted']} inserted, {total['updated']} updated, "
+                  f"{total['quarantined']} quarantined of {total['received']} received")
+    print(f"{len(results)} ingest flow run(s); missing candles: {sum(g['missing'] for r in results for g in r.gaps)}")
+    return 0
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from sentinance.pipelines.ingest import default_end
+
+    end = args.end or default_end().to_pydatetime()
+    start = end - timedelta(days=args.days)
+    if args.source == "replay":  # replays the windows of the latest live run: one flow run
+        return _landed(_land_chunks(args, [(None, end, args.days)]))
+    return _landed(_land_chunks(args, [(None, e, (e - start) / timedelta(days=1))
+                                       for e in _chunk_ends(start, end, args.chunk_days)]))
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    from sentinance.pipelines.ingest import default_end
+
+    ends = _chunk_ends(args.start, args.end or default_end().to_pydatetime(), args.chunk_days)
+    starts = [args.start, *ends[:-1]]
+    return _landed(_land_chunks(args, [(s, e, (e - s) / timedelta(days=1)) for s, e in zip(starts, ends)]))
+
+
+def _features(args: argparse.Namespace) -> int:
+    from sentinance.pipelines.deployments import features
+
+    _require_bronze(get_settings())
+    return _print_result(features.with_options(retries=0)(full_refresh=args.full_refresh))
+
+
+def _marts(args: argparse.Namespace) -> int:
+    from sentinance.pipelines.deployments import marts
+
+    _require_table(get_settings(), "lake.candle_features", "features")
+    return _print_result(marts.with_options(retries=0)(end=args.end, full_refresh=args.full_refresh))
+
+
+def _train(args: argparse.Namespace) -> int:
+    from sentinance.ml.feature_store import MART_TABLE
+    from sentinance.pipelines.deployments import train
+
+    _require_table(get_settings(), MART_TABLE, "marts")
+    return _print_result(train.with_options(retries=0)())
+
+
+def _score(args: argparse.Namespace) -> int:
+    from sentinance.pipelines.deployments import score
+
+    _require_model(get_settings())
+    return _print_result(score.with_options(retries=0)())
+
+
+def _monitor(args: argparse.Namespace) -> int:
+    from sentinance.pipelines.deployments import monitor
+
+    _require_model(get_settings())
+    return _print_result(monitor.with_options(retries=0)())
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -35,45 +217,210 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- servers on loopback --------------------------------------------------------------------------
+
+def _check_port(port: int) -> None:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise CommandError(f"port {port} on 127.0.0.1 is in use: pass another --port") from None
+
+
+def prefect_server_command(port: int) -> list[str]:
+    """`prefect server start` on loopback for this state (PREFECT_HOME), with the UI calling the API on ``port``."""
+    os.environ["PREFECT_SERVER_API_PORT"] = str(port)
+    return [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+
+
+def _exec(command: list[str]) -> int:
+    print("$ " + " ".join(command), flush=True)
+    os.execv(command[0], command)
+    return 0  # not reached
+
+
+def _ui_prefect(args: argparse.Namespace) -> int:
+    _check_port(args.port)
+    return _exec(prefect_server_command(args.port))
+
+
+def _ui_mlflow(args: argparse.Namespace) -> int:
+    from sentinance import services
+
+    settings = get_settings()
+    _check_port(args.port)
+    return _exec([
+        str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1",
+        "--backend-store-uri", services.mlflow_tracking_uri(settings),
+        "--default-artifact-root", services.mlflow_artifact_root(settings),
+    ])
+
+
 def _ui_dbt_docs(args: argparse.Namespace) -> int:
     from sentinance.pipelines import marts
 
     settings = get_settings()
+    _check_port(args.port)
     index = marts.generate_docs(settings)
-    print(f"dbt docs generated at {index}; serving on http://127.0.0.1:{args.port}")
+    print(f"dbt docs generated at {index}; serving on http://127.0.0.1:{args.port}/static_index.html", flush=True)
     marts.serve_docs(settings, port=args.port)
     return 0
 
 
+def _ui_jupyter(args: argparse.Namespace) -> int:
+    from sentinance.status import REPO_ROOT
+
+    _check_port(args.port)
+    return _exec([str(BIN / "jupyter"), "lab", "--ip", "127.0.0.1", "--port", str(args.port), "--no-browser",
+                  f"--ServerApp.root_dir={REPO_ROOT / 'notebooks'}"])
+
+
+def wait_for_http(url: str, seconds: float, process: subprocess.Popen | None = None) -> None:
+    """Poll ``url`` until it answers 200, the process exits, or ``seconds`` pass (then raise)."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise CommandError(f"the server for {url} exited with code {process.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise CommandError(f"{url} did not answer within {seconds:.0f}s")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from sentinance.pipelines import deployments
+
+    if PREFECT_API_URL.value():
+        print(f"serving the deployments on {PREFECT_API_URL.value()}", flush=True)
+        deployments.serve(limit=args.limit)
+        return 0
+    _check_port(args.port)
+    server = subprocess.Popen(prefect_server_command(args.port), start_new_session=True)
+    api = f"http://127.0.0.1:{args.port}/api"
+    try:
+        wait_for_http(f"{api}/health", SERVER_START_SECONDS, server)
+        print(f"Prefect UI on http://127.0.0.1:{args.port}; serving the deployments (Ctrl-C stops both)", flush=True)
+        os.environ["PREFECT_API_URL"] = api  # for the flow-run subprocesses
+        with temporary_settings({PREFECT_API_URL: api}):
+            deployments.serve(limit=args.limit)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    return 0
+
+
+# --- parser ---------------------------------------------------------------------------------------
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sentinance", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="sentinance", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the whole lakehouse flow once (incremental)")
-    run.add_argument("--end", type=_utc_hour, default=None,
-                     help="exclusive end of the window, ISO UTC (default: the current hour)")
-    run.add_argument("--days", type=int, default=90, help="history to keep in the window (default 90)")
+    def command(name: str, func: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=help_, description=help_)
+        cmd.set_defaults(func=func)
+        return cmd
+
+    def end_option(cmd: argparse.ArgumentParser) -> None:
+        cmd.add_argument("--end", type=_utc_hour, default=None,
+                         help="exclusive end of the window, ISO UTC (default: the current hour)")
+
+    run = command("run", _run, "run the whole lakehouse flow once (incremental)")
+    end_option(run)
+    run.add_argument("--days", type=_positive(int), default=90, help="history to keep in the window (default 90)")
     run.add_argument("--full-refresh", action="store_true", help="recompute silver and marts from scratch")
-    run.set_defaults(func=_run)
 
-    status = sub.add_parser("status", help="tables, versions, model aliases and UI commands")
+    def source_options(cmd: argparse.ArgumentParser, chunk_days: float) -> None:
+        cmd.add_argument("--chunk-days", type=_positive(float), default=chunk_days,
+                         help=f"days per ingest flow run (default {chunk_days:g})")
+        cmd.add_argument("--source", choices=["simulator", "live", "replay"], default="simulator",
+                         help="simulator (default), live exchange APIs (captured), or replay of the captures")
+        cmd.add_argument("--exchange", action="append", metavar="NAME",
+                         help="only this exchange (repeatable; default: binance, coinbase, kraken)")
+        cmd.add_argument("--symbol", action="append", metavar="SYMBOL",
+                         help="only this asset or symbol, e.g. BTC or BTC/USDT (repeatable; default: BTC, ETH, SOL)")
+        cmd.add_argument("--no-trades", action="store_true", help="land candles only")
+
+    ingest = command("ingest", _ingest, "land the newest candles and trades into bronze (from each series' "
+                                        "watermark), with a progress bar")
+    end_option(ingest)
+    ingest.add_argument("--days", type=_positive(float), default=90,
+                        help="history to keep for a new series (default 90)")
+    source_options(ingest, 30)
+
+    backfill = command("backfill", _backfill, "(re)land the history of [--start, --end) into bronze, chunk by "
+                                              "chunk, with a progress bar (idempotent)")
+    backfill.add_argument("--start", type=_utc_hour, required=True, help="first hour to land, ISO UTC")
+    end_option(backfill)
+    source_options(backfill, 7)
+
+    features = command("features", _features, "Spark features from bronze into silver, loaded into PostgreSQL")
+    features.add_argument("--full-refresh", action="store_true", help="recompute silver from scratch")
+
+    marts = command("marts", _marts, "dbt build of staging and marts (with tests), then the Feast online store")
+    end_option(marts)
+    marts.add_argument("--full-refresh", action="store_true", help="rebuild the incremental marts from scratch")
+
+    command("train", _train, "train the LSTM on the marts, register it in MLflow and gate it")
+    command("score", _score, "score the latest features with the serving model (champion, else challenger)")
+    command("monitor", _monitor, "KS + PSI feature drift against the serving model's training window")
+
+    status = command("status", _status, "tables, Delta versions, model aliases, last flow runs and UI commands")
     status.add_argument("--json", action="store_true", help="machine-readable output")
-    status.set_defaults(func=_status)
 
-    ui = sub.add_parser("ui", help="open a UI on this state")
-    ui_sub = ui.add_subparsers(dest="ui", required=True)
-    docs = ui_sub.add_parser("dbt-docs", help="generate and serve the dbt docs site on loopback")
-    docs.add_argument("--port", type=int, default=8080)
-    docs.set_defaults(func=_ui_dbt_docs)
+    serve = command("serve", _serve, "start a Prefect server on loopback and serve the scheduled deployments")
+    serve.add_argument("--port", type=_port, default=4200, help="Prefect UI/API port (default 4200)")
+    serve.add_argument("--limit", type=_positive(int), default=None, help="at most this many flow runs at once")
+
+    ui = sub.add_parser("ui", help="serve one UI on this state, on 127.0.0.1, until Ctrl-C",
+                        description="Serve one UI on this state, on 127.0.0.1, until Ctrl-C.")
+    ui_sub = ui.add_subparsers(dest="ui", required=True, metavar="UI")
+    for name, func, port, help_ in [
+        ("prefect", _ui_prefect, 4200, "the Prefect UI: flow runs, deployments, schedules"),
+        ("mlflow", _ui_mlflow, 5000, "the MLflow UI: experiments, runs, the model registry and its aliases"),
+        ("dbt-docs", _ui_dbt_docs, 8080, "generate the dbt docs site (lineage graph) and serve it"),
+        ("jupyter", _ui_jupyter, 8888, "Jupyter Lab on notebooks/, its kernels reading this state"),
+    ]:
+        cmd = ui_sub.add_parser(name, help=help_, description=help_)
+        cmd.add_argument("--port", type=_port, default=port, help=f"port on 127.0.0.1 (default {port})")
+        cmd.set_defaults(func=func)
     return parser
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from sentinance.pipelines.exchange_http import ExchangeError
+    from sentinance.pipelines.ingest import IngestIncomplete
+    from sentinance.pipelines.marts import MartsBuildError
+
+    return (CommandError, MartsBuildError, ExchangeError, IngestIncomplete, ValueError, LookupError, OSError)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if getattr(args, "days", 1) < 1:
-        print("sentinance: error: --days must be at least 1", file=sys.stderr)
-        return 2
-    return args.func(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "backfill" and args.start >= (args.end or datetime.now(timezone.utc)):
+        parser.error(f"backfill: --start {args.start:%Y-%m-%dT%H:%M} is not before --end")
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("sentinance: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug or not isinstance(exc, _user_errors()):
+            raise
+        print(f"sentinance {args.command}: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from sentinance import lake, services
@@ -17,6 +18,11 @@ DELTA_TABLES = [
     ("gold", "predictions"),
 ]
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# the registered version's headline out-of-sample figures (newest walk-forward fold and pooled)
+SUMMARY_METRICS = (
+    "holdout_lstm_mape", "holdout_persistence_mape", "holdout_mape_ratio", "cv_mape_ratio",
+    "holdout_lstm_directional_accuracy", "holdout_lstm_mae", "holdout_persistence_mae",
+)
 
 
 def _delta_status(settings: Settings) -> list[dict]:
@@ -27,7 +33,8 @@ def _delta_status(settings: Settings) -> list[dict]:
     return rows
 
 
-def _postgres_status(settings: Settings) -> list[dict]:
+def warehouse_tables(settings: Settings) -> list[str]:
+    """``schema.name`` of every table and view in the warehouse's lake, staging and marts schemas."""
     query = """
         SELECT table_schema || '.' || table_name
         FROM information_schema.tables
@@ -35,7 +42,12 @@ def _postgres_status(settings: Settings) -> list[dict]:
         ORDER BY 1
     """
     with services.connect(settings) as conn:
-        names = [r[0] for r in conn.execute(query).fetchall()]
+        return [r[0] for r in conn.execute(query).fetchall()]
+
+
+def _postgres_status(settings: Settings) -> list[dict]:
+    names = warehouse_tables(settings)
+    with services.connect(settings) as conn:
         return [{"table": f"postgres:{n}", "version": None,
                  "rows": conn.execute(f"SELECT count(*) FROM {n}").fetchone()[0]} for n in names]
 
@@ -55,25 +67,73 @@ def model_status(settings: Settings) -> dict | None:
     for alias, version in sorted(model.aliases.items()):
         run_id = client.get_model_version(MODEL_NAME, version).run_id
         metrics = client.get_run(run_id).data.metrics if run_id else {}
-        versions[alias] = {"version": version, "metrics": {k: round(v, 6) for k, v in sorted(metrics.items())
-                                                           if k.startswith(("holdout_", "persistence_"))}}
+        versions[alias] = {"version": version, "metrics": {k: round(metrics[k], 6) for k in SUMMARY_METRICS
+                                                           if k in metrics}}
     return {"name": MODEL_NAME, "aliases": versions}
 
 
 def ui_commands(settings: Settings) -> dict[str, str]:
-    """Exact shell commands that open each UI on this state, bound to loopback."""
-    bin_dir = Path(sys.executable).parent
-    home = shlex.quote(str(settings.home))
+    """Exact shell commands that open each UI on this state, bound to loopback (see `sentinance ui --help`)."""
+    cli = f"SENTINANCE_HOME={shlex.quote(str(settings.home))} {Path(sys.executable).parent / 'sentinance'} ui"
     return {
-        "Prefect UI (http://127.0.0.1:4200)":
-            f"SENTINANCE_HOME={home} PREFECT_HOME={home}/prefect {bin_dir}/prefect server start --host 127.0.0.1",
-        "MLflow UI (http://127.0.0.1:5000)":
-            f"{bin_dir}/mlflow ui --host 127.0.0.1 --port 5000 "
-            f"--backend-store-uri {services.mlflow_tracking_uri(settings)} "
-            f"--default-artifact-root {services.mlflow_artifact_root(settings)}",
-        "dbt docs (http://127.0.0.1:8080)": f"SENTINANCE_HOME={home} {bin_dir}/sentinance ui dbt-docs --port 8080",
-        "Jupyter Lab": f"SENTINANCE_HOME={home} {bin_dir}/jupyter lab --ip 127.0.0.1 {REPO_ROOT / 'notebooks'}",
+        "Prefect UI (http://127.0.0.1:4200)": f"{cli} prefect --port 4200",
+        "MLflow UI (http://127.0.0.1:5000)": f"{cli} mlflow --port 5000",
+        "dbt docs (http://127.0.0.1:8080)": f"{cli} dbt-docs --port 8080",
+        "Jupyter Lab (http://127.0.0.1:8888)": f"{cli} jupyter --port 8888",
     }
+
+
+def _run_row(flow: str, run) -> dict:
+    seconds = (run.end_time - run.start_time).total_seconds() if run.start_time and run.end_time else None
+    return {"flow": flow, "run": run.name, "state": run.state_name, "start_time": run.start_time,
+            "end_time": run.end_time, "seconds": seconds}
+
+
+def _runs_from_api(limit: int) -> list[dict]:
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterId, FlowRunFilter, FlowRunFilterStartTime
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(is_null_=False)),
+                                     sort=FlowRunSort.START_TIME_DESC, limit=limit)
+        ids = list({run.flow_id for run in runs})
+        named = client.read_flows(flow_filter=FlowFilter(id=FlowFilterId(any_=ids))) if ids else []
+        flows = {f.id: f.name for f in named}
+    return [_run_row(flows.get(run.flow_id, "?"), run) for run in runs]
+
+
+async def _runs_from_database(limit: int) -> list[dict]:
+    from prefect.server import models
+    from prefect.server.database import provide_database_interface
+    from prefect.server.schemas.filters import FlowRunFilter, FlowRunFilterStartTime
+    from prefect.server.schemas.sorting import FlowRunSort
+
+    async with provide_database_interface().session_context() as session:
+        runs = await models.flow_runs.read_flow_runs(
+            session=session, flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(is_null_=False)),
+            sort=FlowRunSort.START_TIME_DESC, limit=limit,
+        )
+        flows = {flow_id: (await models.flows.read_flow(session=session, flow_id=flow_id)).name
+                 for flow_id in {run.flow_id for run in runs}}
+    return [_run_row(flows[run.flow_id], run) for run in runs]
+
+
+def recent_flow_runs(limit: int = 10) -> list[dict]:
+    """The latest started Prefect flow runs, newest first.
+
+    From the Prefect API when ``PREFECT_API_URL`` is set, else straight from the local Prefect
+    database under ``PREFECT_HOME`` (no server is started; none yet -> empty).
+    """
+    from prefect.settings import PREFECT_API_URL, get_current_settings
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    if PREFECT_API_URL.value():
+        return _runs_from_api(limit)
+    url = get_current_settings().server.database.connection_url.get_secret_value()
+    if url.startswith("sqlite") and not Path(url.split(":///", 1)[1]).exists():
+        return []
+    return run_coro_as_sync(_runs_from_database(limit))
 
 
 def collect_status(settings: Settings) -> dict:
@@ -81,6 +141,7 @@ def collect_status(settings: Settings) -> dict:
         "home": str(settings.home),
         "tables": _delta_status(settings) + _postgres_status(settings),
         "model": model_status(settings),
+        "flow_runs": recent_flow_runs(),
         "ui": ui_commands(settings),
     }
 
@@ -100,6 +161,13 @@ def render_summary(status: dict) -> str:
             lines.append(f"  {model['name']} @{alias} = version {info['version']}")
             for key, value in info["metrics"].items():
                 lines.append(f"      {key:<36} {value}")
+    lines += ["", "Last flow runs (Prefect):"]
+    if not status["flow_runs"]:
+        lines.append("  none yet")
+    for run in status["flow_runs"]:
+        started = datetime.fromisoformat(str(run["start_time"])).strftime("%Y-%m-%d %H:%M UTC")
+        took = "" if run["seconds"] is None else f"{run['seconds']:.0f}s"
+        lines.append(f"  {started}  {run['flow']:<20} {run['run']:<28} {run['state']:<10} {took:>6}")
     lines += ["", "Open the UIs on this state:"]
     for name, command in status["ui"].items():
         lines += [f"  {name}:", f"    {command}"]

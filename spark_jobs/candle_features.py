@@ -1,32 +1,33 @@
-"""Silver candle features: bronze candles -> ``lake/silver/candle_features`` with PySpark.
+"""Silver features with PySpark: bronze candles -> ``silver/candle_features`` and ``silver/cross_exchange_features``.
 
-One row per bronze candle (``schemas.SILVER_CANDLE_FEATURES``), per series
-``(exchange, symbol, interval)`` in ``open_time`` order:
+- ``candle_features``: one row per valid bronze candle, per series ``(exchange, symbol,
+  interval)`` in ``open_time`` order, with the feature set of :mod:`.series_features`
+  (applied per series through ``applyInPandas``: exact recursions, one definition per
+  indicator in :mod:`.indicators`) and ``basis_bps``, the candle's deviation from its
+  hour's consolidated price;
+- ``cross_exchange_features``: one row per ``(asset, interval, open_time)``, see
+  :mod:`.cross_exchange`.
 
-- ``log_return``, ``sma_20``: Spark window functions (definitions in :mod:`.indicators`);
-- ``rsi_14`` and its Wilder state ``rsi_avg_gain``/``rsi_avg_loss``: ``applyInPandas``
-  calling :func:`.indicators.wilder_rsi` per series (an exact recursion);
-- ``basis_bps``: ``(close / mean close of the asset over all exchanges at that hour - 1)
-  * 1e4``. USDT is treated as USD (binance quotes USDT, coinbase and kraken USD), so
-  the basis includes the USDT/USD spread;
-- ``is_warmup``: any of ``log_return``, ``sma_20``, ``rsi_14`` is null.
+A bronze candle missing any of high, low, close or volume (null or NaN) is treated as
+missing: a gap, counted in the next candle's ``gap_bars``. Feature definitions, warm-up
+and the gap policy: ``docs/features.md``.
 
-Gaps: indicators run over consecutive *available* rows. A missing hour is not filled:
-the next ``log_return`` spans the gap and SMA/RSI count rows, not hours. Bronze rows
-without a close are treated as missing. Time-based lags (NULL for a missing hour) are
-the dbt mart's job.
-
-Incremental runs (the default) take per series the silver watermark (last
-``open_time``); bronze rows after it are new. The job recomputes only the tail: the new
-rows plus the previous ``LOOKBACK`` rows (the SMA window), resuming RSI from the last
-silver row's state ``(close, rsi_avg_gain, rsi_avg_loss)``, and writes only the new
-rows, which equal a full refresh. Bronze rows that arrive behind the watermark or
-change after being processed, and the basis of an hour whose other exchanges arrive in
-a later run, are picked up by ``full_refresh=True`` (recompute and upsert everything).
+Incremental runs (the default) take per series the silver watermark (last ``open_time``)
+and the recursions' state in that row (:data:`.series_features.STATE_COLUMNS`); bronze rows
+after the watermark are new. Only the tail is recomputed: the new rows plus the
+``LOOKBACK`` rows before them, the recursions resumed from the state, and the hours the
+new rows touch in the cross-exchange table. Written are the new rows, the cross-exchange
+rows of their hours, and the other exchanges' silver rows of those hours with their
+``basis_bps`` updated (there are such rows when an exchange lagged behind and caught up: the
+consolidated price of those hours moved). That equals a full refresh. Bronze rows
+that arrive behind the watermark or change after being processed are picked up by
+``full_refresh=True`` (recompute and upsert everything), which also replaces a silver table
+written with an older schema.
 
 Writes go through :func:`sentinance.lake.merge` with the change data feed on (the
-warehouse loader reads it). The workers import this module, so on a cluster the
-``sentinance`` package must be installed on the executors.
+warehouse loader reads it), the cross-exchange table first, so a failed run is redone
+by the next. The workers import this module, so on a cluster the ``sentinance`` package
+must be installed on the executors.
 """
 
 from __future__ import annotations
@@ -35,37 +36,45 @@ import argparse
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import reduce
 
+import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession, Window
+import pyarrow as pa
+from deltalake import DeltaTable, write_deltalake
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import DoubleType, StructField, StructType
+from pyspark.sql.pandas.types import from_arrow_schema
 
 from sentinance import lake
 from sentinance.config import Settings, get_settings
-from sentinance.schemas import CANDLE_KEYS, SERIES_KEYS, SILVER_CANDLE_FEATURES
-from sentinance.spark_jobs.indicators import RSI_PERIOD, SMA_PERIOD, RsiState, wilder_rsi
+from sentinance.schemas import (
+    CANDLE_KEYS, CROSS_EXCHANGE_KEYS, SERIES_KEYS, SILVER_CANDLE_FEATURES, SILVER_CROSS_EXCHANGE_FEATURES,
+)
+from sentinance.spark_jobs.cross_exchange import cross_exchange_features, with_basis
+from sentinance.spark_jobs.series_features import LOOKBACK, STATE_COLUMNS, SeriesState, series_features
 from sentinance.spark_jobs.session import get_spark, read_delta
 
 log = logging.getLogger(__name__)
 
-# Earlier rows an increment recomputes: the SMA window, which also covers every row of a
-# series still in RSI warm-up (its silver state is null, so RSI restarts from its first row).
-LOOKBACK = max(SMA_PERIOD - 1, RSI_PERIOD)
-HOUR_KEYS = ["asset", "interval", "open_time"]
-STATE_COLUMNS = ["watermark", "prev_close", "prev_avg_gain", "prev_avg_loss"]
-RSI_COLUMNS = ["rsi_14", "rsi_avg_gain", "rsi_avg_loss"]
+INPUTS = ["high", "low", "close", "volume"]
 SILVER_OPTIONS = {"delta.enableChangeDataFeed": "true"}
+# what applyInPandas returns per series: silver without the run time
+SERIES_SCHEMA = from_arrow_schema(
+    pa.schema([f for f in SILVER_CANDLE_FEATURES if f.name != "computed_at"]), prefer_timestamp_ntz=False)
 
 
 @dataclass(frozen=True)
 class FeatureRunResult:
-    """Rows upserted into silver, their series, the silver version after the run, and
-    whether every row was recomputed (asked for, or no silver table yet)."""
+    """Rows upserted into each silver table, the series they belong to, the tables' versions
+    after the run, and whether every row was recomputed (asked for, no silver table yet, or
+    one with an older schema)."""
 
     rows_written: int
     series: int
     silver_version: int | None
+    cross_exchange_rows: int
+    cross_exchange_version: int | None
     full_refresh: bool
 
 
@@ -75,110 +84,115 @@ def compute_candle_features(
     """Compute the features of new bronze candles (all with ``full_refresh``) into silver."""
     bronze_path = settings.table_path("bronze", "candles")
     silver_path = settings.table_path("silver", "candle_features")
+    cross_path = settings.table_path("silver", "cross_exchange_features")
     if not lake.exists(bronze_path):
         raise FileNotFoundError(f"no bronze candles table at {bronze_path}")
-    run_time = datetime.now(timezone.utc)
-    bronze = (
-        read_delta(spark, settings, bronze_path)
-        .where(F.col("close").isNotNull())
-        .select(*CANDLE_KEYS, F.substring_index("symbol", "/", 1).alias("asset"), "close", "volume")
+    outdated = lake.exists(silver_path) and _schema_names(silver_path) != SILVER_CANDLE_FEATURES.names
+    if outdated:
+        log.warning("silver candle_features has an older schema: recomputing every row and replacing it")
+    incremental = not full_refresh and not outdated and lake.exists(silver_path)
+    run_time = F.lit(datetime.now(timezone.utc))
+
+    candles = valid_candles(read_delta(spark, settings, bronze_path))
+    if incremental:
+        silver = read_delta(spark, settings, silver_path)
+        marked = _mark_new(candles, _local(_silver_state(silver)))
+        new_rows = marked.where("is_new").select(*CANDLE_KEYS, "asset").toArrow()
+        if new_rows.num_rows == 0:
+            log.info("silver features: no bronze candles after the watermarks, nothing to do")
+            return FeatureRunResult(0, 0, lake.version(silver_path), 0, lake.version(cross_path), False)
+        new_keys = spark.createDataFrame(new_rows)
+        hours = new_keys.select(*CROSS_EXCHANGE_KEYS).distinct()
+        tail = _tail(marked, new_keys.select(*SERIES_KEYS).distinct())
+        scope = candles.join(hours, CROSS_EXCHANGE_KEYS, "left_semi")
+    else:
+        tail, scope = candles.withColumn("is_new", F.lit(True)), candles
+    cross_rows = (
+        cross_exchange_features(scope)
+        .withColumn("computed_at", run_time).select(*SILVER_CROSS_EXCHANGE_FEATURES.names).toArrow()
     )
-    incremental = not full_refresh and lake.exists(silver_path)
-    state = _silver_state(read_delta(spark, settings, silver_path)) if incremental else None
-    features = _with_basis(_with_rsi(_with_windows(_tail(bronze, state))), bronze)
-    rows = features.select(
-        *(name for name in SILVER_CANDLE_FEATURES.names if name not in ("is_warmup", "computed_at")),
-        (F.col("log_return").isNull() | F.col("sma_20").isNull() | F.col("rsi_14").isNull()).alias("is_warmup"),
-        F.lit(run_time).alias("computed_at"),
-    ).toArrow()
-    merged = lake.merge(
-        silver_path, rows, keys=CANDLE_KEYS, schema=SILVER_CANDLE_FEATURES, partition_by=["exchange"],
-        configuration=SILVER_OPTIONS,
-    )
+    cross = spark.createDataFrame(cross_rows.select([*CROSS_EXCHANGE_KEYS, "consolidated_vwap"]))
+
+    features = per_series_features(with_basis(tail, cross))
+    if incremental:  # other exchanges' rows of the new rows' hours: their consolidated price moved
+        rebased = silver.join(hours, CROSS_EXCHANGE_KEYS, "left_semi").join(new_keys, CANDLE_KEYS, "left_anti")
+        features = features.unionByName(with_basis(rebased.drop("basis_bps", "computed_at"), cross))
+    rows = features.withColumn("computed_at", run_time).select(*SILVER_CANDLE_FEATURES.names).toArrow()
+
+    cross_merged = lake.merge(cross_path, cross_rows, CROSS_EXCHANGE_KEYS, schema=SILVER_CROSS_EXCHANGE_FEATURES,
+                              configuration=SILVER_OPTIONS)
+    if outdated:
+        write_deltalake(silver_path, rows.cast(SILVER_CANDLE_FEATURES), mode="overwrite", schema_mode="overwrite",
+                        partition_by=["exchange"])
+        silver_version = lake.version(silver_path)
+    else:
+        silver_version = lake.merge(silver_path, rows, keys=CANDLE_KEYS, schema=SILVER_CANDLE_FEATURES,
+                                    partition_by=["exchange"], configuration=SILVER_OPTIONS).version
     result = FeatureRunResult(
         rows_written=rows.num_rows,
         series=rows.select(SERIES_KEYS).group_by(SERIES_KEYS).aggregate([]).num_rows,
-        silver_version=merged.version,
+        silver_version=silver_version,
+        cross_exchange_rows=cross_rows.num_rows,
+        cross_exchange_version=cross_merged.version,
         full_refresh=not incremental,
     )
-    log.info("silver candle features: %s", result)
+    log.info("silver features: %s", result)
     return result
 
 
-def _silver_state(silver: DataFrame) -> DataFrame:
-    """Per series: the watermark and the RSI state after the last silver row.
-
-    Collected (one row per series) so the plans that use it start from a local relation.
-    """
-    last = F.max_by(F.struct("open_time", "close", "rsi_avg_gain", "rsi_avg_loss"), "open_time")
-    state = silver.groupBy(*SERIES_KEYS).agg(last.alias("last")).select(
-        *SERIES_KEYS,
-        *(F.col(f"last.{src}").alias(dst) for src, dst in zip(
-            ["open_time", "close", "rsi_avg_gain", "rsi_avg_loss"], STATE_COLUMNS)),
-    )
-    return silver.sparkSession.createDataFrame(state.toArrow())
+def valid_candles(bronze: DataFrame) -> DataFrame:
+    """Bronze candles with every input present (the others are gaps), with their ``asset``."""
+    present = reduce(lambda a, b: a & b, [F.col(c).isNotNull() & ~F.isnan(c) for c in INPUTS])
+    return bronze.where(present).select(*CANDLE_KEYS, F.substring_index("symbol", "/", 1).alias("asset"), *INPUTS)
 
 
-def _tail(bronze: DataFrame, state: DataFrame | None) -> DataFrame:
-    """Rows to recompute: new rows (``is_new``) plus up to ``LOOKBACK`` earlier ones per series."""
-    if state is None:
-        return bronze.select("*", *(F.lit(None).cast(t).alias(c) for c, t in zip(
-            STATE_COLUMNS, ["timestamp", "double", "double", "double"])), F.lit(True).alias("is_new"))
-    candles = bronze.join(state, SERIES_KEYS, "left").withColumn(
-        "is_new", F.col("watermark").isNull() | (F.col("open_time") > F.col("watermark")))
-    fresh = candles.where("is_new")
-    latest_first = Window.partitionBy(*SERIES_KEYS).orderBy(F.col("open_time").desc())
-    earlier = (
-        candles.where(~F.col("is_new"))
-        .withColumn("rank", F.row_number().over(latest_first))
-        .where(F.col("rank") <= LOOKBACK)
-        .drop("rank")
-        .join(fresh.select(*SERIES_KEYS).distinct(), SERIES_KEYS, "left_semi")
-    )
-    return fresh.unionByName(earlier)
+def per_series_features(tail: DataFrame) -> DataFrame:
+    """The new rows of ``tail`` (``is_new``, with their ``basis_bps``) with every per-series
+    feature, one pandas batch per series."""
+    return tail.groupBy(*SERIES_KEYS).applyInPandas(_series_rows, SERIES_SCHEMA)
 
 
-def _with_windows(tail: DataFrame) -> DataFrame:
-    """``log_return`` and ``sma_20`` (NULL until the window holds ``SMA_PERIOD`` rows)."""
-    in_order = Window.partitionBy(*SERIES_KEYS).orderBy("open_time")
-    sma_window = in_order.rowsBetween(-(SMA_PERIOD - 1), Window.currentRow)
-    close = F.col("close")
-    return tail.select(
-        "*",
-        F.log(close / F.lag(close).over(in_order)).alias("log_return"),
-        F.when(F.count(close).over(sma_window) == SMA_PERIOD, F.avg(close).over(sma_window)).alias("sma_20"),
-    )
-
-
-def _with_rsi(rows: DataFrame) -> DataFrame:
-    """The new rows only, with ``rsi_14`` and its state (one pandas batch per series)."""
-    kept = [f for f in rows.schema.fields if f.name not in (*STATE_COLUMNS, "is_new")]
-    schema = StructType([*kept, *(StructField(name, DoubleType()) for name in RSI_COLUMNS)])
-    return rows.groupBy(*SERIES_KEYS).applyInPandas(_series_rsi, schema)
-
-
-def _series_rsi(rows: pd.DataFrame) -> pd.DataFrame:
+def _series_rows(rows: pd.DataFrame) -> pd.DataFrame:
     rows = rows.sort_values("open_time", ignore_index=True)
-    fresh = rows["is_new"].to_numpy(dtype=bool)
-    close = rows["close"].to_numpy(dtype=float)
-    first = rows.iloc[0]
-    if pd.isna(first["prev_avg_gain"]):  # no resumable state: the tail is the whole series
-        values = [v[fresh] for v in wilder_rsi(close)]
-    else:
-        state = RsiState(first["prev_close"], first["prev_avg_gain"], first["prev_avg_loss"])
-        values = wilder_rsi(close[fresh], state=state)
-    out = rows.loc[fresh].drop(columns=[*STATE_COLUMNS, "is_new"])
-    return out.assign(**dict(zip(RSI_COLUMNS, values)))
+    first_new = int(np.argmax(rows["is_new"].to_numpy(dtype=bool)))  # earlier rows come first
+    state = None
+    if "state_close" in rows:
+        state = SeriesState.from_values({name: rows[f"state_{name}"].iat[0] for name in STATE_COLUMNS})
+    features = series_features(rows, rows["interval"].iat[0], state, first_new)
+    kept = rows.loc[first_new:, [*CANDLE_KEYS, "asset", "close", "volume", "basis_bps"]].reset_index(drop=True)
+    return pd.concat([kept, features], axis=1)
 
 
-def _with_basis(features: DataFrame, bronze: DataFrame) -> DataFrame:
-    """``basis_bps`` against the mean close over all exchanges' bronze rows at that hour."""
-    hours = features.select(*HOUR_KEYS).distinct()
-    mean_close = (
-        bronze.join(hours, HOUR_KEYS, "left_semi").groupBy(*HOUR_KEYS).agg(F.avg("close").alias("mean_close"))
+def _schema_names(path: str) -> list[str]:
+    return pa.schema(DeltaTable(path).schema().to_arrow()).names
+
+
+def _silver_state(silver: DataFrame) -> DataFrame:
+    """Per series: the watermark, the recursions' state after the last silver row, and
+    ``tail_start``, the first of the last ``LOOKBACK`` silver rows."""
+    last = F.max_by(F.struct("open_time", *STATE_COLUMNS), "open_time")
+    tail_start = F.array_min(F.max_by("open_time", "open_time", LOOKBACK))
+    return silver.groupBy(*SERIES_KEYS).agg(last.alias("last"), tail_start.alias("tail_start")).select(
+        *SERIES_KEYS, F.col("last.open_time").alias("watermark"), "tail_start",
+        *(F.col(f"last.{name}").alias(f"state_{name}") for name in STATE_COLUMNS),
     )
-    basis = (F.col("close") / F.col("mean_close") - 1) * 1e4
-    return features.join(mean_close, HOUR_KEYS, "left").withColumn("basis_bps", basis)
+
+
+def _local(frame: DataFrame) -> DataFrame:
+    """``frame`` collected: the plans that use it start from a small local relation."""
+    return frame.sparkSession.createDataFrame(frame.toArrow())
+
+
+def _mark_new(candles: DataFrame, state: DataFrame) -> DataFrame:
+    """``candles`` with ``is_new`` (after the series' watermark) and the series' ``state_*`` columns."""
+    return candles.join(state, SERIES_KEYS, "left").withColumn(
+        "is_new", F.col("watermark").isNull() | (F.col("open_time") > F.col("watermark"))).drop("watermark")
+
+
+def _tail(rows: DataFrame, series: DataFrame) -> DataFrame:
+    """Rows to recompute of ``series``: the new rows (``is_new``) and the ``LOOKBACK`` before them."""
+    recent = F.col("tail_start").isNull() | (F.col("open_time") >= F.col("tail_start"))
+    return rows.where(recent).drop("tail_start").join(series, SERIES_KEYS, "left_semi")
 
 
 def main(argv: list[str] | None = None) -> FeatureRunResult:
@@ -191,6 +205,7 @@ def main(argv: list[str] | None = None) -> FeatureRunResult:
     logging.getLogger("py4j").setLevel(logging.WARNING)
     settings = get_settings()
     spark = get_spark(settings)
+    log.info("Spark %s on %s, Delta IO through %s", spark.version, spark.sparkContext.master, settings.delta_backend)
     try:
         return compute_candle_features(spark, settings, full_refresh=args.full_refresh)
     finally:

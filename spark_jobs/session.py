@@ -44,15 +44,18 @@ _DELTA_SPARK_CONF = {
 
 
 def get_spark(settings: Settings) -> SparkSession:
-    """The ``sentinance`` session on ``settings.spark_master`` (created once per process)."""
+    """The ``sentinance`` session (created once per process) on ``settings.spark_master``,
+    or, under ``spark-submit``, on the master and configuration spark-submit was given."""
     conf = dict(_COMMON_CONF)
-    if settings.spark_master.startswith("local"):
-        conf |= _LOCAL_CONF
-        # Python workers must run this interpreter (pandas, pyarrow), not whatever is on PATH.
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName("sentinance")
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:  # not launched by spark-submit
+        builder = builder.master(settings.spark_master)
+        if settings.spark_master.startswith("local"):
+            conf |= _LOCAL_CONF
+            # Python workers must run this interpreter (pandas, pyarrow), not whatever is on PATH.
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     if settings.delta_backend == DELTA_SPARK:
         conf |= _DELTA_SPARK_CONF
-    builder = SparkSession.builder.master(settings.spark_master).appName("sentinance")
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

@@ -8,6 +8,7 @@ import tempfile
 # Must precede any import of sentinance: the package derives PREFECT_HOME etc. from it.
 os.environ["SENTINANCE_HOME"] = tempfile.mkdtemp(prefix="sentinance-test-")
 
+from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -15,6 +16,8 @@ import pytest  # noqa: E402
 from sentinance.config import Settings, get_settings  # noqa: E402
 
 RECORDED = Path(__file__).parent / "recorded"
+LAKEHOUSE_END = datetime(2026, 1, 20, tzinfo=timezone.utc)
+LAKEHOUSE_DAYS = 21
 
 
 @pytest.fixture(scope="session")
@@ -34,9 +37,32 @@ def fresh_settings() -> Settings:
 
 
 @pytest.fixture(scope="session")
+def lakehouse_run(settings: Settings) -> dict:
+    """One run of the whole `lakehouse` flow on a small window, shared by the tests that need a full lake."""
+    from sentinance.pipelines.lakehouse import lakehouse
+
+    return lakehouse(end=LAKEHOUSE_END, days=LAKEHOUSE_DAYS)
+
+
+@pytest.fixture(scope="session")
 def spark(settings: Settings):
     from sentinance.spark_jobs.session import get_spark
 
     session = get_spark(settings)
     yield session
     session.stop()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop Prefect's ephemeral API server while pytest's output streams are still open.
+
+    Prefect stops it at interpreter exit otherwise, logging to a stream pytest has closed.
+    """
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.server.api.server import SubprocessASGIServer
+
+    APILogWorker.drain_all(timeout=10)  # ship the last logs and events while the API is still up
+    EventsWorker.drain_all(timeout=10)
+    for server in list(SubprocessASGIServer._instances.values()):
+        server.stop()

@@ -7,9 +7,16 @@ import json
 import pandas as pd
 
 from sentinance import lake
-from sentinance.pipelines.bronze import ingest_simulated, land_candles, watermarks
-from sentinance.pipelines.simulator import simulate_candles
-from sentinance.schemas import BRONZE_CANDLES, CANDLE_KEYS
+from sentinance.pipelines.bronze import (
+    ingest_simulated,
+    land_candles,
+    land_simulator_labels,
+    land_trades,
+    report_gaps,
+    watermarks,
+)
+from sentinance.pipelines.simulator import simulate_candles, simulate_trades
+from sentinance.schemas import BRONZE_CANDLES, BRONZE_TRADES, CANDLE_KEYS, GAP_REPORT, TRADE_KEYS
 
 END = pd.Timestamp("2025-06-01T00:00Z")
 MARKET = ["open", "high", "low", "close", "volume", "trade_count"]
@@ -121,3 +128,78 @@ def test_empty_batch(fresh_settings):
     result = land_candles(fresh_settings, simulate_candles(END, END, seed=1), source="simulator", flow_run_id=None)
     assert result.received == result.inserted == 0 and result.bronze_version is None
     assert watermarks(fresh_settings) == {}
+
+
+# -- trades, late rows, gap report, labels -------------------------------------------------------
+
+
+def test_trades_land_idempotently_and_bad_trades_are_quarantined(fresh_settings):
+    settings = fresh_settings
+    trades = simulate_trades(END - pd.Timedelta(hours=4), END, seed=settings.seed, exchanges=["coinbase"],
+                             assets=["ETH"])
+    first = land_trades(settings, trades, source="simulator", flow_run_id="t-1")
+    assert first.inserted == first.received == len(trades) and _accounted(first)
+    assert first.series == {"coinbase:ETH/USD": {"landed": len(trades), "quarantined": 0}}
+    path = settings.table_path("bronze", "trades")
+    version = lake.version(path)
+
+    again = land_trades(settings, trades.sample(frac=1, random_state=3), source="replay", flow_run_id="t-2")
+    assert again.unchanged == len(trades) and again.late == len(trades) and lake.version(path) == version
+
+    bad = trades.head(3).astype({"price": object}).reset_index(drop=True)
+    bad.loc[0, "price"] = None
+    bad.loc[1, "size"] = -1.0
+    bad.loc[2, "price"] = bad.loc[2, "price"] * 1.5   # a corrected trade updates in place
+    overlap = trades.iloc[3:6]                         # an overlapping page: unchanged
+    result = land_trades(settings, pd.concat([bad, overlap, overlap]), source="live", flow_run_id="t-3")
+    assert (result.received, result.duplicates_dropped, result.quarantined) == (9, 3, 2) and _accounted(result)
+    assert (result.updated, result.unchanged, result.inserted) == (1, 3, 0)
+
+    bronze = lake.read(path)
+    assert len(bronze) == len(trades) and not bronze.duplicated(TRADE_KEYS).any()
+    assert bronze.columns.tolist() == BRONZE_TRADES.names and "is_wash" not in bronze
+    quarantine = lake.read(settings.table_path("bronze", "quarantine_trades"))
+    assert sorted(quarantine["failed_expectations"]) == ["not_null_price", "size_positive"]
+    assert quarantine["flow_run_id"].eq("t-3").all()
+
+
+def test_late_candles_merge_and_are_counted(fresh_settings):
+    settings = fresh_settings
+    candles = simulate_candles(END - pd.Timedelta(hours=12), END, seed=settings.seed, exchanges=["kraken"],
+                               assets=["BTC"])
+    newer, older = candles.tail(6), candles.head(6)
+    land_candles(settings, newer, source="simulator", flow_run_id=None)
+    late = land_candles(settings, older.iloc[::-1], source="simulator", flow_run_id=None)  # late and reversed
+    assert late.late == late.inserted == len(older)
+    assert _bronze(settings)["open_time"].tolist() == sorted(candles["open_time"])
+
+
+def test_gap_report_lists_runs_of_missing_candles(fresh_settings):
+    settings = fresh_settings
+    start = END - pd.Timedelta(hours=10)
+    candles = simulate_candles(start, END, seed=settings.seed, exchanges=["binance"], assets=["BTC", "ETH"])
+    hours = sorted(candles["open_time"].unique())
+    drop = candles["symbol"].eq("ETH/USDT") & candles["open_time"].isin([hours[2], hours[3], hours[7]])
+    land_candles(settings, candles[~drop], source="simulator", flow_run_id=None)
+    windows = {("binance", "BTC/USDT", "1h"): (start, END), ("binance", "ETH/USDT", "1h"): (start, END),
+               ("binance", "SOL/USDT", "1h"): (END - pd.Timedelta(hours=2), END)}
+    gaps = report_gaps(settings, windows, flow_run_id="g-1")
+    eth = gaps[gaps["symbol"] == "ETH/USDT"]
+    assert eth[["gap_start", "gap_end", "missing"]].values.tolist() == [[hours[2], hours[3], 2],
+                                                                        [hours[7], hours[7], 1]]
+    assert gaps.loc[gaps["symbol"] == "SOL/USDT", "missing"].tolist() == [2]  # a series with nothing landed
+    assert "BTC/USDT" not in set(gaps["symbol"])
+    logged = lake.read(settings.table_path("bronze", "gap_report"))
+    assert len(logged) == len(gaps) == 3 and logged["flow_run_id"].eq("g-1").all()
+    assert logged.columns.tolist() == GAP_REPORT.names
+
+
+def test_simulator_labels_land_episodes_and_wash_trades_once(fresh_settings):
+    settings = fresh_settings
+    start, end = pd.Timestamp("2025-03-01T00:00Z"), pd.Timestamp("2025-04-01T00:00Z")
+    inserted = land_simulator_labels(settings, start, end)
+    episodes = lake.read(settings.table_path("bronze", "simulator_labels"))
+    wash = lake.read(settings.table_path("bronze", "simulator_trade_labels"))
+    assert inserted == len(episodes) + len(wash) and set(episodes["kind"]) == {"pump_and_dump", "wash_trading"}
+    assert set(wash["episode_id"]) <= set(episodes["episode_id"]) and not wash.duplicated(TRADE_KEYS).any()
+    assert land_simulator_labels(settings, start, end) == 0

@@ -1,15 +1,11 @@
-"""Core: settings, embedded PostgreSQL, Delta merge semantics, CLI argument errors."""
+"""Core: settings, embedded PostgreSQL, Delta merge semantics."""
 
 from __future__ import annotations
-
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 
 from sentinance import lake, services
-from sentinance.cli import main
 from sentinance.config import Settings
 
 
@@ -38,12 +34,3 @@ def test_merge_is_idempotent_and_updates_changed_rows(fresh_settings: Settings) 
     changed = lake.merge(path, pd.DataFrame({"k": [2, 3], "v": [9.0, 3.0], "h": ["c", "d"]}), ["k"], change_column="h")
     assert (changed.inserted, changed.updated) == (1, 1)
     assert lake.read(path).set_index("k")["v"].to_dict() == {1: 1.0, 2: 9.0, 3: 3.0}
-
-
-def test_cli_user_mistakes_get_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", "--days", "0"]) == 2
-    assert capsys.readouterr().err.strip() == "sentinance: error: --days must be at least 1"
-    proc = subprocess.run([sys.executable, "-m", "sentinance.cli", "run", "--end", "yesterday"],
-                          capture_output=True, text=True)
-    assert proc.returncode == 2 and "not an ISO date/time: 'yesterday'" in proc.stderr
-    assert "Traceback" not in proc.stderr

@@ -151,3 +151,48 @@ def test_materialize_is_incremental(ml_settings) -> None:
     settings, _ = ml_settings
     result = feature_store.materialize(settings, END + timedelta(hours=1))
     assert result["start"] == END.isoformat()
+
+
+@pytest.fixture
+def online_store_env():
+    """Restore SENTINANCE_FEAST_ONLINE_STORE / SENTINANCE_FEAST_REDIS after the test."""
+    saved = {k: os.environ.get(k) for k in ("SENTINANCE_FEAST_ONLINE_STORE", "SENTINANCE_FEAST_REDIS")}
+    yield os.environ
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def test_postgres_online_store_serves_what_sqlite_serves(ml_settings, online_store_env) -> None:
+    settings, mart = ml_settings
+    ids = sorted(mart["instrument_id"].unique())
+    expected = feature_store.online_features(settings, ids)
+    online_store_env["SENTINANCE_FEAST_ONLINE_STORE"] = "postgres"
+    store = feature_store.feature_store(settings)
+    assert store.config.online_store.type == "postgres" and store.config.online_store.db_schema == "feast_online"
+    feature_store.apply(settings)  # its own registry: nothing materialized yet
+    assert feature_store.materialize(settings, END)["start"] == (END - timedelta(hours=6)).isoformat()
+    served = feature_store.online_features(settings, ids)
+    pd.testing.assert_frame_equal(served[expected.columns], expected)
+    with services.connect(settings) as conn:
+        tables = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'feast_online'").fetchone()[0]
+    assert tables == 1
+
+
+def test_online_store_is_chosen_by_configuration(ml_settings, online_store_env) -> None:
+    settings, _ = ml_settings
+    online_store_env["SENTINANCE_FEAST_ONLINE_STORE"] = "redis"
+    online_store_env.pop("SENTINANCE_FEAST_REDIS", None)
+    with pytest.raises(ValueError, match="SENTINANCE_FEAST_REDIS"):
+        feature_store.feature_store(settings)
+    online_store_env["SENTINANCE_FEAST_REDIS"] = "redis.internal:6379,db=2"
+    config = feature_store.feature_store(settings).config
+    assert config.online_store.type == "redis" and config.online_store.connection_string == "redis.internal:6379,db=2"
+    assert config.registry.path.endswith("registry-redis.db")
+    online_store_env["SENTINANCE_FEAST_ONLINE_STORE"] = "cassandra"
+    with pytest.raises(ValueError, match="one of"):
+        feature_store.feature_store(settings)
+    online_store_env.pop("SENTINANCE_FEAST_ONLINE_STORE")
+    assert feature_store.feature_store(settings).config.online_store.type == "sqlite"

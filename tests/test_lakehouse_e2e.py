@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 
 from sentinance import lake, services
 from sentinance.config import MODEL_NAME, Settings
 from sentinance.pipelines.lakehouse import lakehouse
-
-END = datetime(2026, 1, 20, tzinfo=timezone.utc)
-DAYS = 21
+from conftest import LAKEHOUSE_DAYS as DAYS, LAKEHOUSE_END as END
 
 
 def _pg_scalar(settings: Settings, sql: str):
@@ -25,14 +23,14 @@ def _duplicate_keys(settings: Settings, layer: str, name: str, keys: list[str]) 
 
 
 @pytest.fixture(scope="module")
-def first_run(settings: Settings) -> dict:
-    return lakehouse(end=END, days=DAYS)
+def first_run(lakehouse_run: dict) -> dict:
+    return lakehouse_run
 
 
 @pytest.mark.e2e
 def test_first_run_lands_every_layer(first_run: dict, settings: Settings) -> None:
     stages = first_run["stages"]
-    assert stages["ingest"]["inserted"] > 3 * 3 * 24 * (DAYS - 3)  # a few outage gaps allowed
+    assert stages["ingest"]["candles"]["inserted"] > 3 * 3 * 24 * (DAYS - 3)  # a few outage gaps allowed
     silver_rows = lake.row_count(settings.table_path("silver", "candle_features"))
     assert silver_rows == lake.row_count(settings.table_path("bronze", "candles"))
     assert _pg_scalar(settings, "SELECT count(*) FROM lake.candle_features") == silver_rows
@@ -42,10 +40,11 @@ def test_first_run_lands_every_layer(first_run: dict, settings: Settings) -> Non
     predictions = lake.read(settings.table_path("gold", "predictions"))
     assert len(predictions) == 9 and set(predictions["model_version"]) == {stages["train"]["version"]}
     assert _pg_scalar(settings, "SELECT count(*) FROM lake.predictions") == 9
-    assert set(stages["drift"]["psi"]) >= {"log_return", "rsi_14"}
+    assert stages["drift"] is None  # nothing to compare against before the first model
     summary = first_run["summary"]
     for needle in ("delta:bronze/candles", "postgres:marts.fct_training_features", "@challenger",
-                   "prefect server start", "mlflow ui", "dbt-docs", "jupyter lab"):
+                   "sentinance ui prefect", "sentinance ui mlflow", "ui dbt-docs", "ui jupyter",
+                   "Last flow runs (Prefect):"):
         assert needle in summary
 
 
@@ -54,16 +53,19 @@ def test_rerun_is_idempotent_and_incremental(first_run: dict, settings: Settings
     bronze_before = lake.row_count(settings.table_path("bronze", "candles"))
 
     again = lakehouse(end=END, days=DAYS)["stages"]
-    assert again["ingest"]["inserted"] == 0 and again["ingest"]["updated"] == 0
+    assert set(again["drift"]["psi"]) >= {"log_return", "rsi_14"}
+    assert ("train" in again) == again["drift"]["retrain"]
+    assert again["ingest"]["candles"]["inserted"] == 0 and again["ingest"]["candles"]["updated"] == 0
     assert again["silver"]["rows_written"] == 0
-    assert again["load_silver"]["mode"] == "noop"
+    assert again["load"]["candle_features"]["mode"] == "noop"
     assert lake.row_count(settings.table_path("bronze", "candles")) == bronze_before
 
     later = lakehouse(end=END + timedelta(hours=6), days=DAYS)["stages"]
-    new_rows = later["ingest"]["inserted"]
+    new_rows = later["ingest"]["candles"]["inserted"]
     assert 0 < new_rows <= 9 * 6
     assert later["silver"]["rows_written"] == new_rows
-    assert later["load_silver"]["mode"] == "incremental" and later["load_silver"]["rows"] == new_rows
+    assert later["load"]["candle_features"]["mode"] == "incremental"
+    assert later["load"]["candle_features"]["rows"] == new_rows
 
     bronze_rows = lake.row_count(settings.table_path("bronze", "candles"))
     assert bronze_rows == bronze_before + new_rows

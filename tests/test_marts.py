@@ -10,7 +10,7 @@ from pytest import approx
 from sentinance import lake, schemas, services
 from sentinance.config import Settings
 from sentinance.pipelines.marts import DBT_PROJECT_DIR, DbtBuildResult, MartsBuildError, build_marts, generate_docs
-from sentinance.pipelines.warehouse import load_table
+from sentinance.pipelines.warehouse import WAREHOUSE_TABLES, load, load_table
 
 T0 = pd.Timestamp("2024-03-01", tz="UTC")
 INSTRUMENTS = [("binance", "BTC/USDT"), ("coinbase", "BTC/USD")]
@@ -45,6 +45,7 @@ def silver_frame(start: int, end: int) -> pd.DataFrame:
 def land(settings: Settings, frame: pd.DataFrame) -> None:
     """Merge into the silver Delta table (change data feed on) and load lake.candle_features."""
     path = settings.table_path("silver", "candle_features")
+    frame = frame.reindex(columns=schemas.SILVER_CANDLE_FEATURES.names)   # the features not made here are null
     lake.merge(path, frame, schemas.CANDLE_KEYS, schema=schemas.SILVER_CANDLE_FEATURES,
                configuration={"delta.enableChangeDataFeed": "true"})
     load_table(settings, path, "candle_features", schemas.CANDLE_KEYS, schemas.SILVER_CANDLE_FEATURES)
@@ -70,8 +71,10 @@ def mart_settings(settings: Settings) -> Settings:
 
 @pytest.fixture(scope="module")
 def built(mart_settings: Settings) -> DbtBuildResult:
-    """60 hours of two instruments, binance missing GAP_HOUR, built from scratch."""
+    """60 hours of two instruments, binance missing GAP_HOUR, built from scratch (the other sources empty)."""
     land(mart_settings, silver_frame(0, 60))
+    for name in WAREHOUSE_TABLES:
+        load(mart_settings, name)
     return build_marts(mart_settings)
 
 

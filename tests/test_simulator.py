@@ -1,8 +1,10 @@
-"""The offline market simulator: reproducible, window-independent, realistic enough to learn from."""
+"""The offline market simulator: reproducible, window-independent, realistic enough to learn from.
+
+Trades and candles come from one model: candles are exactly the aggregation of the trades.
+"""
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timezone
 
 import numpy as np
@@ -11,7 +13,8 @@ import pytest
 
 from sentinance.config import ASSETS, EXCHANGES, canonical_symbol
 from sentinance.pipelines import simulator
-from sentinance.pipelines.simulator import ORIGIN, simulate_candles, simulate_labels
+from sentinance.pipelines.simulator import ORIGIN, simulate_candles, simulate_labels, simulate_trade_labels, \
+    simulate_trades
 
 START = pd.Timestamp("2025-03-01T00:00Z")
 END = START + pd.Timedelta(days=10)
@@ -103,8 +106,9 @@ def test_outages_leave_exchange_wide_gaps():
 
 def test_labels_match_a_visible_pump_and_dump():
     labels = simulate_labels(START, START + pd.Timedelta(days=240), seed=7)
-    assert len(labels) >= 3 and labels["episode_id"].is_unique
-    assert labels["kind"].eq("pump_and_dump").all()
+    assert labels["episode_id"].is_unique and set(labels["kind"]) == {"pump_and_dump", "wash_trading"}
+    labels = labels[labels["kind"] == "pump_and_dump"]
+    assert len(labels) >= 3
     assert (labels["end_time"] > labels["start_time"]).all()
     assert labels.groupby(labels["symbol"].str[:3]).size().min() >= 1
     for label in labels.itertuples():
@@ -140,9 +144,129 @@ def test_rejects_naive_or_unaligned_bounds():
     assert simulate_candles(END, END, seed=7).empty
 
 
-def test_full_history_is_fast():
-    simulator._efficient_path.cache_clear()
-    began = time.perf_counter()
-    df = simulate_candles(ORIGIN, pd.Timestamp("2026-11-01T00:00Z"), seed=11)
-    assert time.perf_counter() - began < 2.0
-    assert len(df) > 200_000
+# -- trades ------------------------------------------------------------------------------------
+
+TRADE_WINDOW = (START, START + pd.Timedelta(days=3))
+
+
+@pytest.fixture(scope="module")
+def trades() -> pd.DataFrame:
+    return simulate_trades(*TRADE_WINDOW, seed=7)
+
+
+def test_trades_shape_ids_and_values(trades):
+    assert list(trades.columns) == simulator.TRADE_COLUMNS
+    assert str(trades["trade_time"].dt.tz) == "UTC"
+    assert trades["trade_time"].min() >= TRADE_WINDOW[0] and trades["trade_time"].max() < TRADE_WINDOW[1]
+    assert not trades.duplicated(["exchange", "symbol", "trade_id"]).any()
+    assert trades["trade_id"].str.fullmatch(r"\d{10}").all()
+    for _, series in trades.groupby(["exchange", "symbol"]):  # ids are ordered like times
+        assert series["trade_id"].is_monotonic_increasing and series["trade_time"].is_monotonic_increasing
+    assert (trades["price"] > 0).all() and (trades["size"] > 0).all()
+    assert set(trades["side"]) == {"buy", "sell"}
+    per_hour = trades.groupby(["exchange", "symbol"]).size() / (3 * 24)
+    assert per_hour.between(15, 80).all(), per_hour  # a modest intensity keeps history cheap
+
+
+def test_candles_are_the_aggregation_of_the_trades(trades):
+    hour = trades["trade_time"].dt.floor("h").rename("open_time")
+    groups = trades.groupby(["exchange", "symbol", hour])
+    aggregated = pd.DataFrame({
+        "open": groups["price"].first(), "high": groups["price"].max(), "low": groups["price"].min(),
+        "close": groups["price"].last(), "volume": groups["size"].sum(), "trade_count": groups.size(),
+    }).reset_index()
+    candles = simulate_candles(*TRADE_WINDOW, seed=7)
+    joined = candles.merge(aggregated, on=KEY, how="outer", suffixes=("", "_trades"), indicator=True)
+    assert joined["_merge"].eq("both").all(), "a candle for every hour with trades and none without"
+    for column in ["open", "high", "low", "close", "trade_count"]:
+        assert (joined[column] == joined[f"{column}_trades"]).all(), column
+    np.testing.assert_allclose(joined["volume"], joined["volume_trades"], rtol=1e-9)
+
+
+def test_trades_are_window_independent(trades):
+    split = TRADE_WINDOW[0] + pd.Timedelta(hours=37)
+    parts = pd.concat([simulate_trades(TRADE_WINDOW[0], split, seed=7),
+                       simulate_trades(split, TRADE_WINDOW[1], seed=7)])
+    order = ["exchange", "symbol", "trade_id"]
+    pd.testing.assert_frame_equal(parts.sort_values(order, ignore_index=True),
+                                  trades.sort_values(order, ignore_index=True))
+    wider = simulate_trades(TRADE_WINDOW[0] - pd.Timedelta(days=9), TRADE_WINDOW[1] + pd.Timedelta(days=2), seed=7,
+                            exchanges=["kraken"], assets=["SOL"])
+    inside = wider[wider["trade_time"] < TRADE_WINDOW[1]]
+    inside = inside[inside["trade_time"] >= TRADE_WINDOW[0]].reset_index(drop=True)
+    narrow = trades[trades["exchange"].eq("kraken") & trades["symbol"].eq("SOL/USD")].reset_index(drop=True)
+    pd.testing.assert_frame_equal(inside, narrow)
+
+
+def test_lagging_venues_follow_the_leader():
+    """binance leads: the others' hourly returns correlate with binance's previous hour, not the reverse."""
+    df = simulate_candles(START, START + pd.Timedelta(days=120), seed=7, assets=["BTC"])
+    returns = np.log(df.pivot_table(index="open_time", columns="exchange", values="close")).diff()
+    returns = returns.asfreq("h")
+    for follower in ["coinbase", "kraken"]:
+        follows = returns[follower].corr(returns["binance"].shift())
+        leads = returns["binance"].corr(returns[follower].shift())
+        assert follows > leads + 0.05, (follower, follows, leads)
+
+
+# -- wash trading --------------------------------------------------------------------------------
+
+WASH_WINDOW = (START, START + pd.Timedelta(days=60))
+
+
+@pytest.fixture(scope="module")
+def wash() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    episodes = simulate_labels(*WASH_WINDOW, seed=7)
+    episodes = episodes[episodes["kind"] == "wash_trading"]
+    return episodes, simulate_trade_labels(*WASH_WINDOW, seed=7), simulate_trades(*WASH_WINDOW, seed=7)
+
+
+def test_wash_episodes_are_labelled_per_episode_and_per_trade(wash):
+    episodes, labels, trades = wash
+    per_series = episodes.groupby(["exchange", "symbol"]).size()
+    assert 9 <= len(episodes) <= 40 and len(per_series) >= 6   # ~1 per exchange-asset per 30 days
+    hours = (episodes["end_time"] - episodes["start_time"]) / pd.Timedelta(hours=1) + 1
+    assert hours.between(2, 6).all()
+    assert list(labels.columns) == simulator.TRADE_LABEL_COLUMNS and labels["kind"].eq("wash_trading").all()
+    assert set(labels["episode_id"]) <= set(episodes["episode_id"]) and labels["episode_id"].nunique() >= 9
+    keys = ["exchange", "symbol", "trade_id"]
+    labelled = trades.merge(labels, on=keys)
+    assert len(labelled) == len(labels), "every label names a real trade"
+    window = labelled.merge(episodes[["episode_id", "start_time", "end_time"]], on="episode_id")
+    assert window["trade_time"].between(window["start_time"], window["end_time"] + pd.Timedelta(hours=1)).all()
+
+
+def test_wash_trades_are_self_matched_round_and_repeated(wash):
+    _, labels, trades = wash
+    labelled = trades.merge(labels, on=["exchange", "symbol", "trade_id"])
+    for _, episode in labelled.groupby("episode_id"):
+        assert episode["size"].nunique() <= 2, "an episode repeats at most two sizes"
+        mantissa = episode["size"] / 10 ** np.floor(np.log10(episode["size"]))
+        assert np.isin(mantissa.round(9), [1, 2, 5]).all(), "round-number sizes"
+        assert episode["side"].value_counts().min() == len(episode) // 2, "one buy and one sell per pair"
+        legs = episode.merge(episode, on=["price", "size"], suffixes=("", "_other"))
+        matched = legs[(legs["side"] != legs["side_other"])
+                       & ((legs["trade_time"] - legs["trade_time_other"]).abs() <= pd.Timedelta(seconds=8))]
+        assert set(matched["trade_id"]) == set(episode["trade_id"]), "each leg has its opposite within seconds"
+    organic = trades.merge(labels, on=["exchange", "symbol", "trade_id"], how="left", indicator=True)
+    organic = organic[organic["_merge"] == "left_only"]
+    assert organic["size"].round(6).nunique() > 0.99 * len(organic), "organic sizes are not repeated"
+
+
+def test_wash_trades_add_volume_without_price_impact(wash):
+    _, labels, trades = wash
+    keys = ["exchange", "symbol", "trade_id"]
+    flagged = trades.merge(labels[keys], on=keys, how="left", indicator=True)["_merge"].eq("both").to_numpy()
+    hour = trades["trade_time"].dt.floor("h").rename("open_time")
+
+    def candles(frame: pd.DataFrame, hours: pd.Series) -> pd.DataFrame:
+        g = frame.groupby([frame["exchange"], frame["symbol"], hours])
+        return pd.DataFrame({"open": g["price"].first(), "high": g["price"].max(), "low": g["price"].min(),
+                             "close": g["price"].last(), "volume": g["size"].sum()})
+
+    with_wash, without = candles(trades, hour), candles(trades[~flagged], hour[~flagged])
+    affected = with_wash.index.isin(candles(trades[flagged], hour[flagged]).index)
+    prices = ["open", "high", "low", "close"]
+    pd.testing.assert_frame_equal(with_wash.loc[affected, prices], without.loc[with_wash.index[affected], prices])
+    ratio = with_wash.loc[affected, "volume"] / without.loc[with_wash.index[affected], "volume"]
+    assert ratio.median() > 1.3, "wash trading inflates volume"

@@ -1,4 +1,5 @@
-"""Delta -> PostgreSQL loader on the session's embedded PostgreSQL: full, incremental (CDF), noop, rollback."""
+"""Delta -> PostgreSQL loader on the session's embedded PostgreSQL: full, incremental (CDF), noop, deletes,
+additive schema evolution, rollback."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from collections.abc import Iterator
 
 import pandas as pd
 import psycopg
+import pyarrow as pa
 import pytest
+from deltalake import DeltaTable, write_deltalake
 
 from sentinance import lake, schemas, services
 from sentinance.config import Settings
-from sentinance.pipelines.warehouse import load_table
+from sentinance.pipelines.warehouse import SchemaChangeError, load_table
 
 CDF = {"delta.enableChangeDataFeed": "true"}
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
@@ -36,7 +39,7 @@ def candles(hours: range, close: float = 100.0) -> pd.DataFrame:
         "open_time": [T0 + pd.Timedelta(hours=h) for h in hours], "asset": "BTC",
         "close": close, "volume": 1.5, "log_return": [None] * n, "sma_20": [None] * n, "rsi_14": 55.0,
         "rsi_avg_gain": 0.2, "rsi_avg_loss": 0.1, "basis_bps": -3.25, "is_warmup": False, "computed_at": T0,
-    })
+    }).reindex(columns=schemas.SILVER_CANDLE_FEATURES.names)   # the other features are null
 
 
 def predictions(hours: range, predicted: float) -> pd.DataFrame:
@@ -81,6 +84,13 @@ def test_first_load_is_a_full_snapshot_and_a_second_load_a_noop(settings, tmp_pa
     assert (rebuilt.mode, rebuilt.rows, rebuilt.from_version) == ("full", 3, None)
 
 
+def test_without_a_delta_table_yet_the_warehouse_table_is_created_empty(settings, tmp_path, table):
+    result = load_table(settings, str(tmp_path / "not_yet"), table, schemas.PREDICTION_KEYS, schemas.PREDICTIONS)
+
+    assert (result.mode, result.rows, result.from_version, result.to_version) == ("absent", 0, None, None)
+    assert fetch(settings, f"SELECT count(*) FROM lake.{table}") == [(0,)]
+
+
 def test_incremental_load_applies_only_the_changes_since_the_loaded_version(settings, tmp_path, table):
     path = str(tmp_path / "candle_features")
     merge = lambda frame: lake.merge(path, frame, schemas.CANDLE_KEYS,  # noqa: E731
@@ -112,9 +122,74 @@ def test_without_change_data_feed_every_new_version_is_a_full_reload(settings, t
     with caplog.at_level(logging.INFO, logger="sentinance.pipelines.warehouse"):
         result = load_table(settings, path, table, schemas.CANDLE_KEYS, schemas.SILVER_CANDLE_FEATURES)
 
-    assert (result.mode, result.rows, result.from_version, result.to_version) == ("full", 3, 0, 1)
+    assert (result.mode, result.rows, result.from_version, result.to_version) == ("full", 2, 0, 1)  # hours 1, 2
     assert "change data feed (delta.enableChangeDataFeed) is not enabled" in caplog.text
     assert fetch(settings, f"SELECT close FROM lake.{table} ORDER BY open_time") == [(100.0,), (99.0,), (99.0,)]
+
+    DeltaTable(path).delete("open_time < '2024-01-01T01:00:00Z'")
+    reload = load_table(settings, path, table, schemas.CANDLE_KEYS, schemas.SILVER_CANDLE_FEATURES)
+    assert (reload.mode, reload.rows, reload.deleted) == ("full", 0, 1)   # hour 0 is gone from the snapshot
+    assert fetch(settings, f"SELECT count(*) FROM lake.{table}") == [(2,)]
+
+
+def test_deletes_in_the_change_data_feed_are_applied(settings, tmp_path, table):
+    path = str(tmp_path / "predictions")
+    lake.merge(path, predictions(range(4), 0.01), schemas.PREDICTION_KEYS, schema=schemas.PREDICTIONS,
+               configuration=CDF)
+    load_table(settings, path, table, schemas.PREDICTION_KEYS, schemas.PREDICTIONS)
+    DeltaTable(path).delete("feature_time >= '2024-01-01T02:00:00Z'")                      # hours 2, 3 go
+    write_deltalake(path, pa.Table.from_pandas(predictions(range(3, 5), 0.02), schema=schemas.PREDICTIONS,
+                                               preserve_index=False), mode="append")      # hour 3 is back
+
+    result = load_table(settings, path, table, schemas.PREDICTION_KEYS, schemas.PREDICTIONS)
+
+    assert (result.mode, result.rows, result.deleted) == ("incremental", 2, 1)
+    assert fetch(settings, f"SELECT extract(hour FROM feature_time)::int, predicted_log_return FROM lake.{table} "
+                           "ORDER BY 1") == [(0, 0.01), (1, 0.01), (3, 0.02), (4, 0.02)]
+
+    write_deltalake(path, pa.Table.from_pandas(predictions(range(1), 0.03), schema=schemas.PREDICTIONS,
+                                               preserve_index=False), mode="overwrite")   # removes and re-adds
+    overwritten = load_table(settings, path, table, schemas.PREDICTION_KEYS, schemas.PREDICTIONS)
+    assert (overwritten.mode, overwritten.rows, overwritten.deleted) == ("incremental", 1, 3)
+    assert fetch(settings, f"SELECT predicted_log_return FROM lake.{table}") == [(0.03,)]
+
+
+def test_a_new_nullable_column_is_added_in_place(settings, tmp_path, table, caplog):
+    path = str(tmp_path / "evolving")
+    v1 = pa.schema([pa.field("k", pa.string(), nullable=False), pa.field("v", pa.float64())])
+    v2 = v1.append(pa.field("w", pa.float64()))
+    v3 = v2.append(pa.field("z", pa.string()))   # declared before the Delta table has it
+    write_deltalake(path, pa.table({"k": ["a", "b"], "v": [1.0, 2.0]}, schema=v1), configuration=CDF)
+    load_table(settings, path, table, ["k"], v1)
+    write_deltalake(path, pa.table({"k": ["c"], "v": [3.0], "w": [30.0]}, schema=v2), mode="append",
+                    schema_mode="merge")
+
+    with caplog.at_level(logging.INFO, logger="sentinance.pipelines.warehouse"):
+        result = load_table(settings, path, table, ["k"], v3)
+
+    assert (result.mode, result.rows, result.added_columns) == ("incremental", 1, ("w", "z"))
+    assert f"added column w double precision to lake.{table}" in caplog.text
+    assert fetch(settings, f"SELECT k, v, w, z FROM lake.{table} ORDER BY k") == [
+        ("a", 1.0, None, None), ("b", 2.0, None, None), ("c", 3.0, 30.0, None)]
+    assert load_table(settings, path, table, ["k"], v3).added_columns == ()
+
+
+@pytest.mark.parametrize("change", ["retyped", "removed", "not null"])
+def test_a_non_additive_schema_change_is_refused_and_changes_nothing(settings, tmp_path, table, change):
+    path = str(tmp_path / "evolving")
+    v1 = pa.schema([pa.field("k", pa.string(), nullable=False), pa.field("v", pa.float64())])
+    declared = {"retyped": pa.schema([v1.field("k"), pa.field("v", pa.string())]),
+                "removed": pa.schema([v1.field("k")]),
+                "not null": v1.append(pa.field("w", pa.float64(), nullable=False))}[change]
+    write_deltalake(path, pa.table({"k": ["a"], "v": [1.0]}, schema=v1), configuration=CDF)
+    load_table(settings, path, table, ["k"], v1)
+    write_deltalake(path, pa.table({"k": ["b"], "v": [2.0]}, schema=v1), mode="append")
+
+    with pytest.raises(SchemaChangeError, match=f"lake.{table} cannot follow the declared schema.*drop the table"):
+        load_table(settings, path, table, ["k"], declared)
+
+    assert loaded_version(settings, table) == 0
+    assert fetch(settings, f"SELECT * FROM lake.{table}") == [("a", 1.0)]
 
 
 def test_a_failed_load_changes_nothing_and_the_next_load_resumes(settings, tmp_path, table):
