@@ -12,9 +12,16 @@ from sentinance.config import MODEL_NAME, Settings
 
 DELTA_TABLES = [
     ("bronze", "candles"),
+    ("bronze", "trades"),
     ("bronze", "quarantine_candles"),
+    ("bronze", "quarantine_trades"),
+    ("bronze", "gap_report"),
     ("bronze", "simulator_labels"),
+    ("bronze", "simulator_trade_labels"),
     ("silver", "candle_features"),
+    ("silver", "cross_exchange_features"),
+    ("gold", "anomalies"),
+    ("gold", "training_sets"),
     ("gold", "predictions"),
 ]
 REPO_ROOT = Path(__file__).resolve().parent.parent

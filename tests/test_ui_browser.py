@@ -159,21 +159,23 @@ def test_serve_registers_the_deployments_and_runs_one(prefect_ui: str, browser: 
         _screenshot(browser, "prefect-ui-deployments")
 
 
-def test_mlflow_ui_shows_the_registered_model_with_its_champion(
+def test_mlflow_ui_shows_the_registered_model_with_its_aliases(
     lakehouse_run: dict, settings: Settings, browser: webdriver.Chrome
 ) -> None:
+    """The registry page lists every alias the gate assigned: `challenger` always, `champion` only
+    for a version that beat persistence (and the previous champion) out of sample. On the default
+    simulated window the gate keeps persistence, so there is no champion to show."""
     from sentinance.status import model_status
 
     aliases = model_status(settings)["aliases"]
-    assert "champion" in aliases, (
-        f"{MODEL_NAME} has no champion in the test state (aliases: {sorted(aliases)}): the gate kept persistence"
-    )
+    assert "challenger" in aliases
     with _ui("mlflow", "/health") as base:
         browser.get(f"{base}/#/models/{MODEL_NAME}")
-        text = _wait_for_text(browser, MODEL_NAME, "champion")
-        row = browser.find_element(By.XPATH, "//*[@role='row'][contains(., 'champion')]")
-        assert f"Version {aliases['champion']['version']}" in row.text, text
-        _screenshot(browser, "mlflow-ui-champion")
+        text = _wait_for_text(browser, MODEL_NAME, "challenger")
+        for alias, info in aliases.items():
+            row = browser.find_element(By.XPATH, f"//*[@role='row'][contains(., '{alias}')]")
+            assert f"Version {info['version']}" in row.text, text
+        _screenshot(browser, "mlflow-ui-registered-model")
 
 
 def test_dbt_docs_render_the_lineage_graph_of_the_marts(
