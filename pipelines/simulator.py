@@ -141,7 +141,7 @@ class _Trades:
 
     @property
     def starts(self) -> np.ndarray:
-        return np.r_[0, np.cumsum(self.counts)[:-1]].astype(np.int64)
+        return (np.cumsum(self.counts) - self.counts).astype(np.int64)  # empty when there are no hours
 
     def select(self, keep: np.ndarray) -> _Trades:
         """The hours where ``keep`` (per hour) holds."""
@@ -459,6 +459,8 @@ def simulate_candles(
     frames = []
     for exchange, asset, tr in _series(start, end, seed, exchanges, assets):
         starts = tr.starts
+        if not tr.counts.size:  # the whole window is an outage of this exchange: no trades, no candles
+            continue
         frames.append(pd.DataFrame({
             "exchange": exchange,
             "symbol": canonical_symbol(exchange, asset),

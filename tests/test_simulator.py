@@ -270,3 +270,16 @@ def test_wash_trades_add_volume_without_price_impact(wash):
     pd.testing.assert_frame_equal(with_wash.loc[affected, prices], without.loc[with_wash.index[affected], prices])
     ratio = with_wash.loc[affected, "volume"] / without.loc[with_wash.index[affected], "volume"]
     assert ratio.median() > 1.3, "wash trading inflates volume"
+
+
+def test_a_window_inside_an_outage_has_no_candles():
+    """An incremental run whose whole window falls in an outage lands nothing (and does not fail)."""
+    end = START + pd.Timedelta(days=20)
+    df = simulate_candles(START, end, seed=7, exchanges=["kraken"], assets=["BTC"])
+    hours = pd.date_range(START, end, freq="h", inclusive="left")
+    missing = hours.difference(pd.DatetimeIndex(df["open_time"]))
+    assert len(missing), "the window should contain an outage"
+    inside = simulate_candles(missing[0], missing[0] + pd.Timedelta(hours=1), seed=7, exchanges=["kraken"], assets=["BTC"])
+    assert inside.empty and list(inside.columns) == simulator.CANDLE_COLUMNS
+    assert simulate_trades(missing[0], missing[0] + pd.Timedelta(hours=1), seed=7, exchanges=["kraken"],
+                           assets=["BTC"]).empty
