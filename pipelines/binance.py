@@ -86,7 +86,6 @@ class BinanceClient(ExchangeClient):
 
     def trades(self, symbol: str, start: datetime, end: datetime) -> pd.DataFrame:
         start_ts, end_ts = window(start, end, None)
-        end_ms = _ms(end_ts)
         params: dict[str, Any] = {"symbol": self.market(symbol), "startTime": _ms(start_ts), "limit": self.page_limit}
         cursor: Any = params["startTime"]
         rows: list[dict[str, Any]] = []
