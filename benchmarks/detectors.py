@@ -34,7 +34,8 @@ from sentinance.spark_jobs.detector_scoring import DetectorScore, score_detectio
 from sentinance.spark_jobs.detector_thresholds import DetectorThresholds, load_thresholds
 from sentinance.spark_jobs.detectors import hourly_trade_statistics, run_detectors
 from sentinance.spark_jobs.pump_and_dump import detect_pumps
-from sentinance.spark_jobs.session import get_spark, read_delta
+from sentinance.spark_jobs.delta_io import delta_io
+from sentinance.spark_jobs.session import get_spark
 from sentinance.spark_jobs.wash_trading import detect_wash
 
 END = pd.Timestamp("2026-01-01", tz="UTC")
@@ -92,7 +93,7 @@ def measure(settings: Settings, seed: int, days: int, trade_days: int, threshold
 
     candles = lake.read(settings.table_path("bronze", "candles"))
     by_asset = [group for _, group in candles.groupby(candles["symbol"].str.split("/").str[0])]
-    hourly = hourly_trade_statistics(read_delta(spark, settings, settings.table_path("bronze", "trades")),
+    hourly = hourly_trade_statistics(delta_io(spark, settings).read(settings.table_path("bronze", "trades")),
                                      wash.round_significant_digits).toPandas()
     hourly["hour"] = hourly["hour"].dt.tz_localize("UTC")
     series = [group for _, group in hourly.groupby(["exchange", "symbol"])]

@@ -20,6 +20,7 @@ class MergeResult:
     inserted: int
     updated: int
     version: int
+    deleted: int = 0
 
 
 def exists(path: str) -> bool:
@@ -49,11 +50,14 @@ def merge(
     partition_by: Sequence[str] | None = None,
     change_column: str | None = None,
     configuration: dict[str, str] | None = None,
+    delete_missing: bool = False,
 ) -> MergeResult:
     """Upsert ``data`` into the Delta table at ``path`` on ``keys``, creating it if missing.
 
     With ``change_column`` (e.g. a payload hash) matched rows are rewritten only when
-    that column differs, so replaying identical data writes nothing.
+    that column differs, so replaying identical data writes nothing. With ``delete_missing``
+    the table's rows whose key is not in ``data`` are deleted in the same commit: the
+    table becomes ``data``.
     """
     table = _to_arrow(data, schema)
     if not exists(path):
@@ -62,21 +66,22 @@ def merge(
             configuration=configuration,
         )
         return MergeResult(inserted=table.num_rows, updated=0, version=DeltaTable(path).version())
-    if table.num_rows == 0:
+    if table.num_rows == 0 and not delete_missing:
         return MergeResult(inserted=0, updated=0, version=DeltaTable(path).version())
     dt = DeltaTable(path)
     predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
     update_predicate = f"t.{change_column} <> s.{change_column}" if change_column else None
-    metrics = (
+    merger = (
         dt.merge(table, predicate=predicate, source_alias="s", target_alias="t")
         .when_matched_update_all(predicate=update_predicate)
         .when_not_matched_insert_all()
-        .execute()
     )
+    metrics = (merger.when_not_matched_by_source_delete() if delete_missing else merger).execute()
     return MergeResult(
         inserted=int(metrics.get("num_target_rows_inserted", 0)),
         updated=int(metrics.get("num_target_rows_updated", 0)),
         version=DeltaTable(path).version(),
+        deleted=int(metrics.get("num_target_rows_deleted", 0)),
     )
 
 

@@ -24,9 +24,10 @@ that arrive behind the watermark or change after being processed are picked up b
 ``full_refresh=True`` (recompute and upsert everything), which also replaces a silver table
 written with an older schema.
 
-Writes go through :func:`sentinance.lake.merge` with the change data feed on (the
-warehouse loader reads it), the cross-exchange table first, so a failed run is redone
-by the next. The workers import this module, so on a cluster the ``sentinance`` package
+Reads and writes go through :mod:`.delta_io` (delta-rs from the driver locally, the
+delta-spark connector's ``MERGE INTO`` from the executors on a cluster), upserting by key
+with the change data feed on (the warehouse loader reads it), the cross-exchange table
+first, so a failed run is redone by the next. The workers import this module, so on a cluster the ``sentinance`` package
 must be installed on the executors.
 """
 
@@ -41,19 +42,18 @@ from functools import reduce
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from deltalake import DeltaTable, write_deltalake
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from sentinance import lake
 from sentinance.config import Settings, get_settings
 from sentinance.schemas import (
     CANDLE_KEYS, CROSS_EXCHANGE_KEYS, SERIES_KEYS, SILVER_CANDLE_FEATURES, SILVER_CROSS_EXCHANGE_FEATURES,
 )
 from sentinance.spark_jobs.cross_exchange import cross_exchange_features, with_basis
 from sentinance.spark_jobs.series_features import LOOKBACK, STATE_COLUMNS, SeriesState, series_features
-from sentinance.spark_jobs.session import get_spark, read_delta
+from sentinance.spark_jobs.delta_io import delta_io
+from sentinance.spark_jobs.session import get_spark
 
 log = logging.getLogger(__name__)
 
@@ -82,58 +82,48 @@ def compute_candle_features(
     spark: SparkSession, settings: Settings, *, full_refresh: bool = False
 ) -> FeatureRunResult:
     """Compute the features of new bronze candles (all with ``full_refresh``) into silver."""
+    io = delta_io(spark, settings)
     bronze_path = settings.table_path("bronze", "candles")
     silver_path = settings.table_path("silver", "candle_features")
     cross_path = settings.table_path("silver", "cross_exchange_features")
-    if not lake.exists(bronze_path):
+    if not io.exists(bronze_path):
         raise FileNotFoundError(f"no bronze candles table at {bronze_path}")
-    outdated = lake.exists(silver_path) and _schema_names(silver_path) != SILVER_CANDLE_FEATURES.names
+    outdated = io.exists(silver_path) and io.columns(silver_path) != SILVER_CANDLE_FEATURES.names
     if outdated:
         log.warning("silver candle_features has an older schema: recomputing every row and replacing it")
-    incremental = not full_refresh and not outdated and lake.exists(silver_path)
+    incremental = not full_refresh and not outdated and io.exists(silver_path)
     run_time = F.lit(datetime.now(timezone.utc))
 
-    candles = valid_candles(read_delta(spark, settings, bronze_path))
+    candles = valid_candles(io.read(bronze_path))
     if incremental:
-        silver = read_delta(spark, settings, silver_path)
-        marked = _mark_new(candles, _local(_silver_state(silver)))
-        new_rows = marked.where("is_new").select(*CANDLE_KEYS, "asset").toArrow()
-        if new_rows.num_rows == 0:
+        silver = io.read(silver_path)
+        marked = _mark_new(candles, io.materialize(_silver_state(silver)))
+        new_keys = io.materialize(marked.where("is_new").select(*CANDLE_KEYS, "asset"))
+        if new_keys.isEmpty():
             log.info("silver features: no bronze candles after the watermarks, nothing to do")
-            return FeatureRunResult(0, 0, lake.version(silver_path), 0, lake.version(cross_path), False)
-        new_keys = spark.createDataFrame(new_rows)
+            return FeatureRunResult(0, 0, io.version(silver_path), 0, io.version(cross_path), False)
         hours = new_keys.select(*CROSS_EXCHANGE_KEYS).distinct()
         tail = _tail(marked, new_keys.select(*SERIES_KEYS).distinct())
         scope = candles.join(hours, CROSS_EXCHANGE_KEYS, "left_semi")
     else:
         tail, scope = candles.withColumn("is_new", F.lit(True)), candles
-    cross_rows = (
-        cross_exchange_features(scope)
-        .withColumn("computed_at", run_time).select(*SILVER_CROSS_EXCHANGE_FEATURES.names).toArrow()
-    )
-    cross = spark.createDataFrame(cross_rows.select([*CROSS_EXCHANGE_KEYS, "consolidated_vwap"]))
+    cross = io.merge(cross_exchange_features(scope).withColumn("computed_at", run_time), cross_path,
+                     CROSS_EXCHANGE_KEYS, schema=SILVER_CROSS_EXCHANGE_FEATURES, configuration=SILVER_OPTIONS)
 
-    features = per_series_features(with_basis(tail, cross))
+    features = per_series_features(with_basis(tail, cross.frame))
     if incremental:  # other exchanges' rows of the new rows' hours: their consolidated price moved
         rebased = silver.join(hours, CROSS_EXCHANGE_KEYS, "left_semi").join(new_keys, CANDLE_KEYS, "left_anti")
-        features = features.unionByName(with_basis(rebased.drop("basis_bps", "computed_at"), cross))
-    rows = features.withColumn("computed_at", run_time).select(*SILVER_CANDLE_FEATURES.names).toArrow()
-
-    cross_merged = lake.merge(cross_path, cross_rows, CROSS_EXCHANGE_KEYS, schema=SILVER_CROSS_EXCHANGE_FEATURES,
-                              configuration=SILVER_OPTIONS)
-    if outdated:
-        write_deltalake(silver_path, rows.cast(SILVER_CANDLE_FEATURES), mode="overwrite", schema_mode="overwrite",
-                        partition_by=["exchange"])
-        silver_version = lake.version(silver_path)
-    else:
-        silver_version = lake.merge(silver_path, rows, keys=CANDLE_KEYS, schema=SILVER_CANDLE_FEATURES,
-                                    partition_by=["exchange"], configuration=SILVER_OPTIONS).version
+        features = features.unionByName(with_basis(rebased.drop("basis_bps", "computed_at"), cross.frame))
+    rows = features.withColumn("computed_at", run_time)
+    options = dict(schema=SILVER_CANDLE_FEATURES, partition_by=["exchange"], configuration=SILVER_OPTIONS)
+    silver_written = (io.replace(rows, silver_path, **options) if outdated
+                      else io.merge(rows, silver_path, CANDLE_KEYS, **options))
     result = FeatureRunResult(
-        rows_written=rows.num_rows,
-        series=rows.select(SERIES_KEYS).group_by(SERIES_KEYS).aggregate([]).num_rows,
-        silver_version=silver_version,
-        cross_exchange_rows=cross_rows.num_rows,
-        cross_exchange_version=cross_merged.version,
+        rows_written=silver_written.rows,
+        series=silver_written.frame.select(*SERIES_KEYS).distinct().count(),
+        silver_version=silver_written.version,
+        cross_exchange_rows=cross.rows,
+        cross_exchange_version=cross.version,
         full_refresh=not incremental,
     )
     log.info("silver features: %s", result)
@@ -163,10 +153,6 @@ def _series_rows(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([kept, features], axis=1)
 
 
-def _schema_names(path: str) -> list[str]:
-    return pa.schema(DeltaTable(path).schema().to_arrow()).names
-
-
 def _silver_state(silver: DataFrame) -> DataFrame:
     """Per series: the watermark, the recursions' state after the last silver row, and
     ``tail_start``, the first of the last ``LOOKBACK`` silver rows."""
@@ -176,11 +162,6 @@ def _silver_state(silver: DataFrame) -> DataFrame:
         *SERIES_KEYS, F.col("last.open_time").alias("watermark"), "tail_start",
         *(F.col(f"last.{name}").alias(f"state_{name}") for name in STATE_COLUMNS),
     )
-
-
-def _local(frame: DataFrame) -> DataFrame:
-    """``frame`` collected: the plans that use it start from a small local relation."""
-    return frame.sparkSession.createDataFrame(frame.toArrow())
 
 
 def _mark_new(candles: DataFrame, state: DataFrame) -> DataFrame:

@@ -9,8 +9,8 @@
 Thresholds come from :func:`.detector_thresholds.load_thresholds` (defaults, overridable by a
 TOML file in ``SENTINANCE_DETECTORS_CONFIG``). Every run detects over the whole bronze history
 (the baselines are trailing windows, so an episode's verdict depends only on data up to its
-end) and synchronises gold with the result through :func:`sentinance.lake.merge` (change data
-feed on): new and changed anomalies are merged, unchanged ones are not rewritten, and those no
+end) and synchronises gold with the result in one merge (:mod:`.delta_io`, change data feed
+on): new and changed anomalies are merged, unchanged ones are not rewritten, and those no
 longer detected (bronze corrected, thresholds changed) are deleted, which the change feed
 carries to the warehouse.
 """
@@ -20,15 +20,14 @@ from __future__ import annotations
 import argparse
 import logging
 from dataclasses import dataclass
+from functools import reduce
 from typing import Callable
 
 import pandas as pd
-from deltalake import DeltaTable
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from sentinance import lake
 from sentinance.config import INTERVAL, Settings, get_settings
 from sentinance.schemas import ANOMALIES, ANOMALY_KEYS
 from sentinance.spark_jobs.detector_thresholds import (
@@ -38,7 +37,8 @@ from sentinance.spark_jobs.detector_thresholds import (
     load_thresholds,
 )
 from sentinance.spark_jobs.pump_and_dump import detect_pumps
-from sentinance.spark_jobs.session import get_spark, read_delta
+from sentinance.spark_jobs.delta_io import DeltaIO, delta_io
+from sentinance.spark_jobs.session import get_spark
 from sentinance.spark_jobs.wash_trading import DIGIT_COLUMNS, DIGITS, detect_wash
 
 log = logging.getLogger(__name__)
@@ -61,15 +61,15 @@ def run_detectors(spark: SparkSession, settings: Settings,
     """Detect over bronze and synchronise ``gold/anomalies`` with the result."""
     thresholds = thresholds or load_thresholds()
     candles_path, trades_path = settings.table_path("bronze", "candles"), settings.table_path("bronze", "trades")
-    if not lake.exists(candles_path):
+    io = delta_io(spark, settings)
+    if not io.exists(candles_path):
         raise FileNotFoundError(f"no bronze candles table at {candles_path}")
-    found = [pump_anomalies(read_delta(spark, settings, candles_path), thresholds.pump_and_dump)]
-    if lake.exists(trades_path):
-        found.append(wash_anomalies(read_delta(spark, settings, trades_path), thresholds.wash_trading))
+    found = [pump_anomalies(io.read(candles_path), thresholds.pump_and_dump)]
+    if io.exists(trades_path):
+        found.append(wash_anomalies(io.read(trades_path), thresholds.wash_trading))
     else:
         log.info("no bronze trades table at %s: wash-trading detection skipped", trades_path)
-    anomalies = pd.concat([frame.toPandas() for frame in found], ignore_index=True)
-    result = _synchronise(settings.table_path("gold", "anomalies"), anomalies)
+    result = _synchronise(io, settings.table_path("gold", "anomalies"), reduce(DataFrame.unionByName, found))
     log.info("manipulation detectors: %s", result)
     return result
 
@@ -126,22 +126,13 @@ def _per_group(detect: Callable[[pd.DataFrame, object], pd.DataFrame], threshold
     return apply
 
 
-def _synchronise(path: str, anomalies: pd.DataFrame) -> DetectorRunResult:
-    """Merge ``anomalies`` into the gold table and delete the anomalies it no longer holds."""
-    counts = anomalies["detector"].value_counts().to_dict()
-    stale: list[str] = []
-    if lake.exists(path):
-        current = lake.read(path, columns=ANOMALY_KEYS)["anomaly_id"]
-        stale = sorted(set(current) - set(anomalies["anomaly_id"]))
-    merged = lake.merge(path, anomalies.sort_values(ANOMALY_KEYS, ignore_index=True), ANOMALY_KEYS,
-                        schema=ANOMALIES, change_column="evidence", configuration=GOLD_OPTIONS)
-    version = merged.version
-    if stale:
-        table = DeltaTable(path)
-        table.delete("anomaly_id IN (" + ", ".join(f"'{key}'" for key in stale) + ")")
-        version = table.version()
-    return DetectorRunResult({str(k): int(v) for k, v in counts.items()}, merged.inserted, merged.updated,
-                             len(stale), version)
+def _synchronise(io: DeltaIO, path: str, anomalies: DataFrame) -> DetectorRunResult:
+    """Make the gold table hold exactly ``anomalies``: one merge that inserts, updates the
+    changed evidence and deletes the anomalies no longer found."""
+    written = io.merge(anomalies.orderBy(*ANOMALY_KEYS), path, ANOMALY_KEYS, schema=ANOMALIES,
+                       change_column="evidence", configuration=GOLD_OPTIONS, delete_missing=True)
+    counts = {row["detector"]: int(row["count"]) for row in written.frame.groupBy("detector").count().collect()}
+    return DetectorRunResult(counts, written.inserted, written.updated, written.deleted, written.version)
 
 
 def main(argv: list[str] | None = None) -> DetectorRunResult:

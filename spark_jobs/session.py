@@ -1,13 +1,7 @@
-"""The Spark session and Delta reads for both Delta backends.
+"""The Spark session of the jobs, on ``settings.spark_master`` or spark-submit's master.
 
-``settings.delta_backend`` selects how Spark reads Delta tables:
-
-- ``delta-rs`` (default, local): delta-rs resolves the table's active files and Spark
-  reads them as Parquet with the table's declared schema (``basePath`` keeps the
-  partition columns). No Delta jars are needed, so nothing is fetched from Maven. This
-  reads the tables delta-rs writes here (no deletion vectors, no column mapping).
-- ``delta-spark`` (clusters): the Delta connector (``spark.read.format("delta")``); the
-  delta-spark jars must already be on the cluster's classpath.
+With ``settings.delta_backend == "delta-spark"`` the session gets the Delta SQL extension and
+catalog (the jars must be on the cluster's classpath); Delta IO itself is :mod:`.delta_io`.
 """
 
 from __future__ import annotations
@@ -15,14 +9,10 @@ from __future__ import annotations
 import os
 import sys
 
-import pyarrow as pa
-from deltalake import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.pandas.types import from_arrow_schema
+from pyspark.sql import SparkSession
 
 from sentinance.config import Settings
-
-DELTA_SPARK = "delta-spark"
+from sentinance.spark_jobs.delta_io import DELTA_SPARK
 
 _LOCAL_CONF = {
     "spark.driver.bindAddress": "127.0.0.1",
@@ -61,16 +51,3 @@ def get_spark(settings: Settings) -> SparkSession:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
-
-
-def read_delta(spark: SparkSession, settings: Settings, path: str) -> DataFrame:
-    """The current version of the Delta table at ``path`` as a Spark DataFrame."""
-    if settings.delta_backend == DELTA_SPARK:
-        return spark.read.format("delta").load(path)
-    table = DeltaTable(path)
-    schema = from_arrow_schema(pa.schema(table.schema().to_arrow()), prefer_timestamp_ntz=False)
-    files = table.file_uris()
-    if not files:
-        return spark.createDataFrame([], schema)
-    frame = spark.read.schema(schema).option("basePath", path).parquet(*files)
-    return frame.select(*schema.fieldNames())  # partition columns back in table order

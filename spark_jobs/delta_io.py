@@ -1,0 +1,214 @@
+"""Delta IO of the Spark jobs, one interface over both backends (ADR 0002).
+
+``settings.delta_backend`` selects the implementation :func:`delta_io` returns:
+
+- ``delta-rs`` (default, one machine): :class:`DeltaRsIO`. Spark reads a table's active
+  files (delta-rs resolves them) as Parquet with the table's declared schema (``basePath``
+  keeps the partition columns); results come to the driver as Arrow and are written by
+  delta-rs (:mod:`sentinance.lake`). No Delta jars, so nothing is fetched from Maven. This
+  reads the tables delta-rs writes (no deletion vectors, no column mapping).
+- ``delta-spark`` (clusters): :class:`ConnectorIO`. The Delta connector reads
+  (``format("delta")``) and writes (``MERGE INTO delta.`path```) from the executors; no row
+  passes through the driver. The delta-spark jars must be on the cluster's classpath.
+
+Both upsert by key: a matched row is rewritten (only when ``change_column`` differs, if
+given), a new key inserted, and with ``delete_missing`` the table's rows whose key is not
+in the source are deleted, all in one commit. The written rows come back as a
+:class:`Written` frame computed once, so the job reuses them without recomputing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+import pyarrow as pa
+from deltalake import DeltaTable, write_deltalake
+from pyspark.errors import AnalysisException
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema
+
+from sentinance import lake
+from sentinance.config import Settings
+
+DELTA_RS, DELTA_SPARK = "delta-rs", "delta-spark"
+BACKENDS = (DELTA_RS, DELTA_SPARK)
+
+
+@dataclass(frozen=True)
+class Written:
+    """The rows a write sent (computed once: reuse ``frame`` downstream), their count, what
+    happened to the table and its version after the write."""
+
+    frame: DataFrame
+    rows: int
+    inserted: int
+    updated: int
+    deleted: int
+    version: int
+
+
+class DeltaIO(Protocol):
+    """Delta tables by path, as the Spark jobs use them."""
+
+    def exists(self, path: str) -> bool: ...
+
+    def version(self, path: str) -> int | None: ...
+
+    def columns(self, path: str) -> list[str]: ...
+
+    def read(self, path: str) -> DataFrame: ...
+
+    def materialize(self, frame: DataFrame) -> DataFrame:
+        """``frame`` computed now; later plans start from its result."""
+
+    def merge(self, frame: DataFrame, path: str, keys: Sequence[str], *, schema: pa.Schema,
+              partition_by: Sequence[str] = (), configuration: dict[str, str] | None = None,
+              change_column: str | None = None, delete_missing: bool = False) -> Written:
+        """Upsert ``frame`` (cast to ``schema``) on ``keys``, creating the table if missing."""
+
+    def replace(self, frame: DataFrame, path: str, *, schema: pa.Schema, partition_by: Sequence[str] = (),
+                configuration: dict[str, str] | None = None) -> Written:
+        """Overwrite the table with ``frame``, schema included."""
+
+
+def delta_io(spark: SparkSession, settings: Settings) -> DeltaIO:
+    """The Delta IO of ``settings.delta_backend``."""
+    if settings.delta_backend == DELTA_RS:
+        return DeltaRsIO(spark)
+    if settings.delta_backend == DELTA_SPARK:
+        return ConnectorIO(spark)
+    raise ValueError(f"SENTINANCE_DELTA_BACKEND={settings.delta_backend!r}: expected one of {', '.join(BACKENDS)}")
+
+
+def _cast(frame: DataFrame, schema: pa.Schema) -> DataFrame:
+    """``frame``'s columns of ``schema``, in its order and types."""
+    spark_schema = from_arrow_schema(schema, prefer_timestamp_ntz=False)
+    return frame.select(*(F.col(f.name).cast(f.dataType).alias(f.name) for f in spark_schema.fields))
+
+
+@dataclass(frozen=True)
+class DeltaRsIO:
+    """delta-rs on the driver: reads as Parquet files, writes from Arrow."""
+
+    spark: SparkSession
+
+    def exists(self, path: str) -> bool:
+        return lake.exists(path)
+
+    def version(self, path: str) -> int | None:
+        return lake.version(path)
+
+    def columns(self, path: str) -> list[str]:
+        return pa.schema(DeltaTable(path).schema().to_arrow()).names
+
+    def read(self, path: str) -> DataFrame:
+        table = DeltaTable(path)
+        schema = from_arrow_schema(pa.schema(table.schema().to_arrow()), prefer_timestamp_ntz=False)
+        files = table.file_uris()
+        if not files:
+            return self.spark.createDataFrame([], schema)
+        frame = self.spark.read.schema(schema).option("basePath", path).parquet(*files)
+        return frame.select(*schema.fieldNames())  # partition columns back in table order
+
+    def materialize(self, frame: DataFrame) -> DataFrame:
+        return self.spark.createDataFrame(frame.toArrow())
+
+    def merge(self, frame: DataFrame, path: str, keys: Sequence[str], *, schema: pa.Schema,
+              partition_by: Sequence[str] = (), configuration: dict[str, str] | None = None,
+              change_column: str | None = None, delete_missing: bool = False) -> Written:
+        rows = _cast(frame, schema).toArrow().cast(schema)
+        merged = lake.merge(path, rows, keys, schema=schema, partition_by=partition_by or None,
+                            change_column=change_column, configuration=configuration, delete_missing=delete_missing)
+        return Written(self.spark.createDataFrame(rows), rows.num_rows, merged.inserted, merged.updated,
+                       merged.deleted, merged.version)
+
+    def replace(self, frame: DataFrame, path: str, *, schema: pa.Schema, partition_by: Sequence[str] = (),
+                configuration: dict[str, str] | None = None) -> Written:
+        rows = _cast(frame, schema).toArrow().cast(schema)
+        write_deltalake(path, rows, mode="overwrite", schema_mode="overwrite", partition_by=list(partition_by) or None,
+                        configuration=configuration)
+        return Written(self.spark.createDataFrame(rows), rows.num_rows, rows.num_rows, 0, 0, DeltaTable(path).version())
+
+
+@dataclass(frozen=True)
+class ConnectorIO:
+    """The delta-spark connector on the executors (``spark.sql.extensions`` set by ``get_spark``)."""
+
+    spark: SparkSession
+
+    @staticmethod
+    def _table(path: str) -> str:
+        return "delta.`" + path.replace("`", "``") + "`"
+
+    def exists(self, path: str) -> bool:
+        return self.version(path) is not None
+
+    def version(self, path: str) -> int | None:
+        try:
+            return int(self.spark.sql(f"DESCRIBE HISTORY {self._table(path)} LIMIT 1").first()["version"])
+        except AnalysisException:  # not a Delta table (yet)
+            return None
+
+    def columns(self, path: str) -> list[str]:
+        return self.read(path).columns
+
+    def read(self, path: str) -> DataFrame:
+        return self.spark.read.format("delta").load(path)
+
+    def materialize(self, frame: DataFrame) -> DataFrame:
+        return frame.localCheckpoint(eager=True)
+
+    def merge(self, frame: DataFrame, path: str, keys: Sequence[str], *, schema: pa.Schema,
+              partition_by: Sequence[str] = (), configuration: dict[str, str] | None = None,
+              change_column: str | None = None, delete_missing: bool = False) -> Written:
+        rows = self.materialize(_cast(frame, schema))
+        count = rows.count()
+        if not self.exists(path):
+            return self._create(rows, count, path, partition_by, configuration, "CREATE TABLE")
+        matched = f" AND t.`{change_column}` <> s.`{change_column}`" if change_column else ""
+        with _view(rows) as source:
+            metrics = self.spark.sql(
+                f"MERGE INTO {self._table(path)} AS t USING {source} AS s "
+                f"ON {' AND '.join(f't.`{k}` = s.`{k}`' for k in keys)} "
+                f"WHEN MATCHED{matched} THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
+                + (" WHEN NOT MATCHED BY SOURCE THEN DELETE" if delete_missing else "")
+            ).first()
+        return Written(rows, count, int(metrics["num_inserted_rows"]), int(metrics["num_updated_rows"]),
+                       int(metrics["num_deleted_rows"]), self._version(path))
+
+    def replace(self, frame: DataFrame, path: str, *, schema: pa.Schema, partition_by: Sequence[str] = (),
+                configuration: dict[str, str] | None = None) -> Written:
+        rows = self.materialize(_cast(frame, schema))
+        return self._create(rows, rows.count(), path, partition_by, configuration, "CREATE OR REPLACE TABLE")
+
+    def _create(self, rows: DataFrame, count: int, path: str, partition_by: Sequence[str],
+                configuration: dict[str, str] | None, create: str) -> Written:
+        """``create`` the table as ``rows``, its partitioning and properties in the first commit."""
+        partitioned = f" PARTITIONED BY ({', '.join(f'`{c}`' for c in partition_by)})" if partition_by else ""
+        properties = ", ".join(f"'{key}' = '{value}'" for key, value in (configuration or {}).items())
+        with _view(rows) as source:
+            self.spark.sql(f"{create} {self._table(path)} USING DELTA{partitioned}"
+                           + (f" TBLPROPERTIES ({properties})" if properties else "") + f" AS SELECT * FROM {source}")
+        return Written(rows, count, count, 0, 0, self._version(path))
+
+    def _version(self, path: str) -> int:
+        version = self.version(path)
+        if version is None:
+            raise FileNotFoundError(f"no Delta table at {path} after writing it")
+        return version
+
+
+@contextmanager
+def _view(frame: DataFrame) -> Iterator[str]:
+    """``frame`` as a temporary view for SQL, dropped afterwards."""
+    name = f"sentinance_{uuid.uuid4().hex}"
+    frame.createOrReplaceTempView(name)
+    try:
+        yield name
+    finally:
+        frame.sparkSession.catalog.dropTempView(name)
