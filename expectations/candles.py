@@ -11,9 +11,8 @@ from __future__ import annotations
 import great_expectations.expectations as gxe
 import pandas as pd
 
-from sentinance.config import Settings
+from sentinance.config import INTERVAL_SECONDS, Settings
 from sentinance.expectations.checkpoint import Contract, Validation, check, not_null, numbers, typed, validate
-from sentinance.pipelines.exchange_http import INTERVAL_SECONDS
 from sentinance.schemas import CANDLE_KEYS, QUARANTINE_CANDLES
 
 TEXT_COLUMNS = ["exchange", "symbol", "interval"]

@@ -21,8 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -30,12 +29,11 @@ import pandas as pd
 import pyarrow as pa
 
 from sentinance import lake
-from sentinance.config import ASSETS, EXCHANGES, INTERVAL, Settings, canonical_symbol, instrument_id
+from sentinance.config import ASSETS, EXCHANGES, INTERVAL_SECONDS, Settings, instrument_id
 from sentinance.expectations import candles as candle_contract
 from sentinance.expectations import trades as trade_contract
 from sentinance.expectations.checkpoint import Contract, validate
-from sentinance.pipelines.exchange_http import INTERVAL_SECONDS
-from sentinance.pipelines.simulator import ORIGIN, simulate_candles, simulate_labels, simulate_trade_labels
+from sentinance.pipelines.simulator import simulate_labels, simulate_trade_labels
 from sentinance.schemas import (
     BRONZE_CANDLES,
     BRONZE_TRADES,
@@ -85,7 +83,6 @@ class LandingResult:
     quarantined: int
     duplicates_dropped: int
     bronze_version: int | None
-    labels_inserted: int = 0
     late: int = 0  # valid rows at or before their series' watermark (backfilled, replayed or corrected)
     series: dict[str, dict[str, int]] = field(default_factory=dict)  # instrument_id -> landed / quarantined
 
@@ -267,29 +264,3 @@ def land_simulator_labels(settings: Settings, start: pd.Timestamp, end: pd.Times
                                schema=SIMULATOR_TRADE_LABELS, partition_by=["exchange"]).inserted
     return inserted
 
-
-def ingest_simulated(settings: Settings, *, end: datetime, days: int, flow_run_id: str | None = None) -> LandingResult:
-    """Land simulated candles up to ``end`` (floored to the hour), per series from its watermark + 1h, or from
-    ``end - days`` when that is later or the series is new; episode labels go to ``bronze/simulator_labels``.
-
-    The candles-only path of the `lakehouse` flow until it calls the ``ingest`` flow (pipelines/ingest.py).
-    """
-    end_h = pd.Timestamp(end)
-    if end_h.tzinfo is None:
-        raise ValueError(f"end must be timezone-aware (UTC), got {end!r}")
-    end_h = end_h.tz_convert("UTC").floor("h")
-    keys = [(e, canonical_symbol(e, a), INTERVAL) for e in EXCHANGES for a in ASSETS]
-    starts = {k: max(w[0], ORIGIN) for k, w in series_windows(settings, keys, end=end_h, days=days).items()}
-    earliest = min(starts.values())
-    if earliest >= end_h:
-        log.info("bronze is up to date until %s; nothing to simulate", end_h)
-        return LandingResult(0, 0, 0, 0, 0, 0, lake.version(settings.table_path("bronze", "candles")))
-    candles = simulate_candles(earliest, end_h, seed=settings.seed)
-    series_start = pd.Series(
-        [starts[key] for key in candles[SERIES_KEYS].itertuples(index=False, name=None)], index=candles.index
-    )
-    candles = candles[candles["open_time"] >= series_start]
-    result = land_candles(settings, candles, source="simulator", flow_run_id=flow_run_id)
-    labels = land_simulator_labels(settings, earliest, end_h, trades=False)
-    log.info("simulated %s..%s: %d candles, %d new labels", earliest, end_h, len(candles), labels)
-    return replace(result, labels_inserted=labels)

@@ -31,16 +31,13 @@ from typing import Any, Callable, Literal
 import httpx
 import pandas as pd
 
-from sentinance.config import get_settings
+from sentinance.config import INTERVAL_SECONDS, get_settings
 from sentinance.pipelines.simulator import CANDLE_COLUMNS
 
 log = logging.getLogger(__name__)
 
 Mode = Literal["live", "capture", "replay"]
 MODES: tuple[str, ...] = ("live", "capture", "replay")
-INTERVAL_SECONDS: dict[str, int] = {
-    "1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "4h": 14400, "6h": 21600, "1d": 86400,
-}
 PRICE_COLUMNS = ["open", "high", "low", "close", "volume"]
 TRADE_COLUMNS = ["time", "trade_id", "price", "amount"]  # amount in base-asset units
 DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)

@@ -39,11 +39,10 @@ from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from sentinance.config import ASSETS, EXCHANGES, INTERVAL, QUOTES, Settings, canonical_symbol, get_settings, \
-    instrument_id
+from sentinance.config import ASSETS, EXCHANGES, INTERVAL, INTERVAL_SECONDS, QUOTES, Settings, canonical_symbol, \
+    get_settings, instrument_id
 from sentinance.pipelines import bronze
-from sentinance.pipelines.exchange_http import INTERVAL_SECONDS, ExchangeClient, ExchangeError, MalformedPayload, \
-    split_symbol
+from sentinance.pipelines.exchange_http import ExchangeClient, ExchangeError, MalformedPayload, split_symbol
 from sentinance.pipelines.exchanges import fetch_candles, make_client
 from sentinance.pipelines.simulator import CANDLE_COLUMNS, ORIGIN, TRADE_COLUMNS, simulate_candles, simulate_trades
 
@@ -250,7 +249,8 @@ def fetch(spec: SeriesSpec, source: str, seed: int, connectors: Connectors | Non
     trades_due = spec.trades is not None and spec.trades[0] < spec.trades[1]
     candles, trades = pd.DataFrame(columns=CANDLE_COLUMNS), pd.DataFrame(columns=TRADE_COLUMNS)
     if source == "simulator":
-        one = {"seed": seed, "exchanges": [spec.exchange], "assets": [split_symbol(spec.symbol)[0]]}
+        one = {"seed": seed, "lags": get_settings().simulator_lags, "exchanges": [spec.exchange],
+               "assets": [split_symbol(spec.symbol)[0]]}
         if candles_due:
             candles = simulate_candles(*spec.candles, **one)
         if trades_due:

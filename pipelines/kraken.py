@@ -23,8 +23,8 @@ from typing import Any
 
 import pandas as pd
 
+from sentinance.config import INTERVAL_SECONDS
 from sentinance.pipelines.exchange_http import (
-    INTERVAL_SECONDS,
     ExchangeClient,
     candle_frame,
     integer,

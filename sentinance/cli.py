@@ -174,14 +174,14 @@ def _backfill(args: argparse.Namespace) -> int:
 
 
 def _features(args: argparse.Namespace) -> int:
-    from sentinance.pipelines.deployments import features
+    from sentinance.pipelines.stages import features
 
     _require_bronze(get_settings())
     return _print_result(features.with_options(retries=0)(full_refresh=args.full_refresh))
 
 
 def _marts(args: argparse.Namespace) -> int:
-    from sentinance.pipelines.deployments import marts
+    from sentinance.pipelines.stages import marts
 
     _require_table(get_settings(), "lake.candle_features", "features")
     return _print_result(marts.with_options(retries=0)(end=args.end, full_refresh=args.full_refresh))
@@ -189,21 +189,21 @@ def _marts(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from sentinance.ml.feature_store import MART_TABLE
-    from sentinance.pipelines.deployments import train
+    from sentinance.pipelines.stages import train
 
     _require_table(get_settings(), MART_TABLE, "marts")
     return _print_result(train.with_options(retries=0)())
 
 
 def _score(args: argparse.Namespace) -> int:
-    from sentinance.pipelines.deployments import score
+    from sentinance.pipelines.stages import score
 
     _require_model(get_settings())
     return _print_result(score.with_options(retries=0)())
 
 
 def _monitor(args: argparse.Namespace) -> int:
-    from sentinance.pipelines.deployments import monitor
+    from sentinance.pipelines.stages import monitor
 
     _require_model(get_settings())
     return _print_result(monitor.with_options(retries=0)())

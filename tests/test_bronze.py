@@ -8,7 +8,6 @@ import pandas as pd
 
 from sentinance import lake
 from sentinance.pipelines.bronze import (
-    ingest_simulated,
     land_candles,
     land_simulator_labels,
     land_trades,
@@ -30,51 +29,20 @@ def _bronze(settings) -> pd.DataFrame:
     return lake.read(settings.table_path("bronze", "candles")).sort_values(CANDLE_KEYS, ignore_index=True)
 
 
-def test_incremental_ingest_is_idempotent_and_equals_a_full_run(fresh_settings):
+def test_replaying_identical_candles_commits_nothing(fresh_settings):
     settings = fresh_settings
-    first = ingest_simulated(settings, end=END, days=10, flow_run_id="run-1")
-    expected = simulate_candles(END - pd.Timedelta(days=10), END, seed=settings.seed)
-    assert first.inserted == first.received == len(expected) and first.quarantined == 0 and _accounted(first)
-    assert first.labels_inserted >= 0
+    candles = simulate_candles(END - pd.Timedelta(days=1), END, seed=settings.seed)
+    first = land_candles(settings, candles, source="simulator", flow_run_id="run-1")
+    assert first.inserted == first.received == len(candles) and first.quarantined == 0 and _accounted(first)
     path = settings.table_path("bronze", "candles")
     version = lake.version(path)
 
-    rerun = ingest_simulated(settings, end=END + pd.Timedelta(minutes=30), days=10)  # same closed hours
-    assert (rerun.received, rerun.inserted, rerun.updated) == (0, 0, 0)
+    replay = land_candles(settings, candles.sample(frac=1, random_state=2), source="replay", flow_run_id=None)
+    assert replay.unchanged == len(candles) and replay.inserted == replay.updated == 0 and _accounted(replay)
     assert lake.version(path) == version
-
-    replay = land_candles(settings, expected, source="replay", flow_run_id=None)
-    assert replay.unchanged == len(expected) and replay.inserted == replay.updated == 0 and _accounted(replay)
-    assert lake.version(path) == version, "replaying identical candles commits nothing"
-
-    later = END + pd.Timedelta(hours=6)
-    extended = ingest_simulated(settings, end=later, days=10, flow_run_id="run-2")
-    new_hours = simulate_candles(END, later, seed=settings.seed)
-    assert extended.received == extended.inserted == len(new_hours) and extended.updated == 0
-
-    bronze = _bronze(settings)
-    full = simulate_candles(END - pd.Timedelta(days=10), later, seed=settings.seed)
-    pd.testing.assert_frame_equal(
-        bronze[[*CANDLE_KEYS, *MARKET]],
-        full.sort_values(CANDLE_KEYS, ignore_index=True)[[*CANDLE_KEYS, *MARKET]],
-        check_dtype=False,
-    )
-    assert bronze["source"].eq("simulator").all() and bronze["payload_hash"].str.len().eq(64).all()
-    assert set(bronze["flow_run_id"]) == {"run-1", "run-2"}
-    last = full.groupby(["exchange", "symbol", "interval"])["open_time"].max()
-    assert watermarks(settings) == {key: ts for key, ts in last.items()}
-
-
-def test_labels_are_landed_once(fresh_settings):
-    settings = fresh_settings
-    start = pd.Timestamp("2025-01-01T00:00Z")
-    result = ingest_simulated(settings, end=start + pd.Timedelta(days=120), days=120)
-    path = settings.table_path("bronze", "simulator_labels")
-    labels = lake.read(path)
-    assert result.labels_inserted == len(labels) >= 1 and labels["episode_id"].is_unique
-    version = lake.version(path)
-    ingest_simulated(settings, end=start + pd.Timedelta(days=120), days=120)
-    assert lake.version(path) == version
+    assert _bronze(settings)["flow_run_id"].eq("run-1").all()
+    last = candles.groupby(["exchange", "symbol", "interval"])["open_time"].max()
+    assert watermarks(settings) == dict(last.items())
 
 
 def test_bad_input_is_quarantined_and_no_row_is_lost(fresh_settings):

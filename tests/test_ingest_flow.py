@@ -20,6 +20,7 @@ from test_exchanges import CASES, NOW, T0, FakeClock, RecordedServer, Reply, one
 
 from sentinance import lake
 from sentinance.config import Settings, get_settings
+from sentinance.pipelines.bronze import watermarks
 from sentinance.pipelines.ingest import IngestIncomplete, ingest, resolve_series
 from sentinance.pipelines.simulator import simulate_candles, simulate_trade_labels, simulate_trades
 from sentinance.schemas import CANDLE_KEYS, TRADE_KEYS
@@ -88,6 +89,31 @@ def test_simulator_run_lands_trades_candles_labels_and_gaps(home: Settings) -> N
     again = ingest(exchanges=series["exchanges"], symbols=series["assets"], end=end, days=3)
     assert again.candles.received == again.trades.received == 0
     assert {t: lake.version(home.table_path("bronze", t)) for t in versions} == versions
+
+
+def test_simulator_runs_extend_bronze_incrementally(home: Settings) -> None:
+    """Candles only: a rerun within the same closed hours lands nothing, a later run only the new hours,
+    after which bronze equals one simulation of the whole window; the episode labels land once."""
+    end, later = pd.Timestamp("2025-06-01T00:00Z"), pd.Timestamp("2025-06-01T06:00Z")
+    first = ingest(end=end, days=10, include_trades=False)
+    assert first.candles.inserted == first.candles.received == len(simulate_candles(end - 240 * H, end,
+                                                                                    seed=home.seed))
+    labels = lake.read(home.table_path("bronze", "simulator_labels"))
+    assert first.labels_inserted == len(labels) >= 1 and labels["episode_id"].is_unique
+    versions = {t: lake.version(home.table_path("bronze", t)) for t in ("candles", "simulator_labels")}
+
+    rerun = ingest(end=end + pd.Timedelta(minutes=30), days=10, include_trades=False)
+    assert (rerun.candles.received, rerun.labels_inserted) == (0, 0)
+    assert {t: lake.version(home.table_path("bronze", t)) for t in versions} == versions
+
+    extended = ingest(end=later, days=10, include_trades=False)
+    new_hours = simulate_candles(end, later, seed=home.seed)
+    assert extended.candles.received == extended.candles.inserted == len(new_hours)
+    full = simulate_candles(end - 240 * H, later, seed=home.seed).sort_values(CANDLE_KEYS, ignore_index=True)
+    candles = _read(home, "candles", CANDLE_KEYS)
+    pd.testing.assert_frame_equal(candles[full.columns], full, check_dtype=False)
+    assert set(candles["flow_run_id"]) == {first.flow_run_id, extended.flow_run_id}
+    assert watermarks(home) == dict(full.groupby(["exchange", "symbol", "interval"])["open_time"].max().items())
 
 
 def _live_transport(routes: dict[str, list]) -> httpx.MockTransport:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
+from uuid import UUID
 
 import pytest
+from prefect import get_client
+from prefect.client.schemas.filters import FlowFilter, FlowFilterId, FlowRunFilter, FlowRunFilterParentFlowRunId
+from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
 
 from sentinance import lake, services
 from sentinance.config import MODEL_NAME, Settings
 from sentinance.pipelines.lakehouse import lakehouse
+from sentinance.pipelines.stages import STATE_LIMIT
 from conftest import LAKEHOUSE_DAYS as DAYS, LAKEHOUSE_END as END
 
 
@@ -20,6 +26,24 @@ def _pg_scalar(settings: Settings, sql: str):
 def _duplicate_keys(settings: Settings, layer: str, name: str, keys: list[str]) -> int:
     frame = lake.read(settings.table_path(layer, name), columns=keys)
     return int(frame.duplicated().sum())
+
+
+def _slot_holders(run_ids: set[UUID], seconds: float = 60) -> set[UUID]:
+    """Those of the flow runs that acquired the state dir's write slot, from the Prefect events.
+
+    Events are persisted a few seconds after they are emitted: poll until one of the runs shows up.
+    """
+    related = [f"prefect.flow-run.{run_id}" for run_id in run_ids]
+    deadline = time.monotonic() + seconds
+    with get_client(sync_client=True) as client:
+        while True:
+            page = client.read_events(EventFilter(event=EventNameFilter(name=["prefect.concurrency-limit.acquired"]),
+                                                  related=EventRelatedFilter(id=related)), limit=50)
+            holders = {UUID(r.id.removeprefix("prefect.flow-run.")) for e in page.events
+                       if e.resource.name == STATE_LIMIT for r in e.related if r.id in related}
+            if holders or time.monotonic() > deadline:
+                return holders
+            time.sleep(1)
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +97,20 @@ def test_rerun_is_idempotent_and_incremental(first_run: dict, settings: Settings
     assert _duplicate_keys(settings, "silver", "candle_features", ["exchange", "symbol", "interval", "open_time"]) == 0
     assert _pg_scalar(settings, "SELECT count(*) FROM lake.candle_features") == bronze_rows
     assert _pg_scalar(settings, "SELECT count(*) FROM marts.fct_training_features") == bronze_rows
+
+
+@pytest.mark.e2e
+def test_the_stages_run_as_subflows_inside_the_lakehouse_write_slot(first_run: dict) -> None:
+    with get_client(sync_client=True) as client:
+        ingest_run = client.read_flow_run(UUID(first_run["stages"]["ingest"]["flow_run_id"]))
+        parent = client.read_task_run(ingest_run.parent_task_run_id).flow_run_id
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent])))
+        flows = client.read_flows(flow_filter=FlowFilter(id=FlowFilterId(any_=[r.flow_id for r in children])))
+        lakehouse_run = client.read_flow_run(parent)
+    names = {f.id: f.name for f in flows}
+    assert sorted(names[r.flow_id] for r in children) == ["features", "ingest", "marts", "score", "train"]
+    assert lakehouse_run.state_name == "Completed" and all(r.state_name == "Completed" for r in children)
+    assert all(r.empirical_policy.retries == 0 for r in children), "a nested stage never retries"
+    # the lakehouse run took the one write slot; its stage subflows re-entered it instead of queueing
+    assert _slot_holders({parent, *(r.id for r in children)}) == {parent}

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sentinance.config import ASSETS, EXCHANGES, canonical_symbol
+from sentinance.config import ASSETS, EXCHANGES, Settings, canonical_symbol
 from sentinance.pipelines import simulator
 from sentinance.pipelines.simulator import ORIGIN, simulate_candles, simulate_labels, simulate_trade_labels, \
     simulate_trades
@@ -207,6 +207,57 @@ def test_lagging_venues_follow_the_leader():
         follows = returns[follower].corr(returns["binance"].shift())
         leads = returns["binance"].corr(returns[follower].shift())
         assert follows > leads + 0.05, (follower, follows, leads)
+
+
+LAGS = {"coinbase": 0.5, "kraken": 0.8}
+
+
+def test_default_lags_are_the_simulators():
+    """No override, an empty one and the explicit defaults generate the same history."""
+    defaults = {exchange: params[3] for exchange, params in simulator.EXCHANGE_PARAMS.items()}
+    plain = simulate_candles(START, END, seed=7)
+    for lags in [None, {}, defaults]:
+        pd.testing.assert_frame_equal(simulate_candles(START, END, seed=7, lags=lags), plain)
+    pd.testing.assert_frame_equal(simulate_trades(*TRADE_WINDOW, seed=7, lags=defaults),
+                                  simulate_trades(*TRADE_WINDOW, seed=7))
+
+
+def test_a_lag_override_sets_the_lead_lag_and_nothing_else():
+    """The follower's hourly return loads on the leader's previous hour with about the configured lag."""
+    end = START + pd.Timedelta(days=28)
+    df = simulate_candles(START, end, seed=7, assets=["BTC"], lags=LAGS)
+    returns = np.log(df.pivot_table(index="open_time", columns="exchange", values="close")).diff().asfreq("h")
+    for follower, lag in LAGS.items():
+        pair = pd.DataFrame({"y": returns[follower], "x": returns["binance"].shift()}).dropna()
+        slope = np.polyfit(pair["x"], pair["y"], 1)[0]
+        assert abs(slope - lag) < 0.1, (follower, slope)  # a little below: binance's basis noise attenuates it
+    default = simulate_candles(START, end, seed=7, assets=["BTC"])
+    pd.testing.assert_frame_equal(df[df["exchange"] == "binance"], default[default["exchange"] == "binance"])
+    sliced = df[df["open_time"] >= START + pd.Timedelta(days=9)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(
+        _key_sorted(simulate_candles(START + pd.Timedelta(days=9), end, seed=7, assets=["BTC"], lags=LAGS)),
+        _key_sorted(sliced))
+    lagged, plain = simulate_trades(*TRADE_WINDOW, seed=7, lags=LAGS), simulate_trades(*TRADE_WINDOW, seed=7)
+    ids = ["exchange", "symbol", "trade_id", "trade_time"]
+    pd.testing.assert_frame_equal(lagged[ids], plain[ids])  # same trades, so the wash labels still hold
+
+
+@pytest.mark.parametrize("lags", [{"bitstamp": 0.3}, {"kraken": 1.0}, {"kraken": -0.1}])
+def test_rejects_bad_lags(lags):
+    with pytest.raises(ValueError, match="bitstamp|lag of kraken"):
+        simulate_candles(START, END, seed=7, lags=lags)
+
+
+def test_simulator_lags_setting(monkeypatch):
+    monkeypatch.setenv("SENTINANCE_SIMULATOR_LAGS", " coinbase=0.5, kraken = 0.8 ")
+    assert Settings().simulator_lags == LAGS
+    monkeypatch.setenv("SENTINANCE_SIMULATOR_LAGS", "")
+    assert Settings().simulator_lags == {}
+    for bad in ["kraken", "kraken=fast", "bitstamp=0.3", "kraken=1", "kraken=-0.2", "kraken=nan", "kraken=0.8;a=1"]:
+        monkeypatch.setenv("SENTINANCE_SIMULATOR_LAGS", bad)
+        with pytest.raises(ValueError, match="^SENTINANCE_SIMULATOR_LAGS") as error:
+            Settings()
+        assert "\n" not in str(error.value)
 
 
 # -- wash trading --------------------------------------------------------------------------------

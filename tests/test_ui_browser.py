@@ -1,8 +1,11 @@
 """The UIs users work in, proven in a real headless Chromium (Debian's, driven by selenium + chromedriver).
 
 Each server is started the way a user starts it (`sentinance ui …` / `sentinance serve`) on a free
-loopback port against the session's state (after one `lakehouse` run), and stopped again. Every
-test saves a screenshot under test-artifacts/ (server logs beside them).
+loopback port against the session's state (after one `lakehouse` run), and stopped again. The
+MLflow registry is shown twice: on the session's default data (the gate keeps persistence: a
+`challenger` only) and on a state dir of its own where a strong lead–lag (`SENTINANCE_SIMULATOR_LAGS`)
+makes the market learnable, built by `sentinance run` in a subprocess (the real gate promotes a
+`champion`). Every test saves a screenshot under test-artifacts/ (server logs beside them).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import LAKEHOUSE_END
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
@@ -30,6 +34,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from sentinance.cli import wait_for_http
 from sentinance.config import MODEL_NAME, Settings
+from sentinance.services import mlflow_tracking_uri
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -39,6 +44,12 @@ CHROMIUM_FLAGS = [
 ]
 SERVER_START_SECONDS = 120
 PAGE_SECONDS = 60
+RUN_SECONDS = 900  # one `sentinance run` on a state dir of its own
+# a market the LSTM can learn: coinbase and kraken take 50% and 80% of binance's move an hour late
+LEAD_LAG, LEAD_LAG_DAYS = "coinbase=0.5,kraken=0.8", 28
+# where this session keeps its state: a process on another state dir must not inherit them
+SESSION_STATE = ("PREFECT_HOME", "PREFECT_API_URL", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI",
+                 "SENTINANCE_DATABASE_URL")
 # a row of a list of flow runs whose flow is {flow}
 ROW_OF_FLOW = ("//*[contains(concat(' ', @class, ' '), ' state-list-item__content ')]"
                "[.//*[contains(@class, 'flow-run-bread-crumbs__flow-link')][.='{flow}']]")
@@ -80,10 +91,15 @@ def _sentinance(*args: str, log_name: str, env: dict[str, str] | None = None) ->
             _stop(process)
 
 
+def _state_env(home: Path) -> dict[str, str]:
+    """The environment for a `sentinance` process on the state dir ``home`` (none of the session's state)."""
+    return {**{k: v for k, v in os.environ.items() if k not in SESSION_STATE}, "SENTINANCE_HOME": str(home)}
+
+
 @contextmanager
-def _ui(name: str, ready_path: str) -> Iterator[str]:
+def _ui(name: str, ready_path: str, env: dict[str, str] | None = None, log_name: str = "") -> Iterator[str]:
     port = _free_port()
-    with _sentinance("ui", name, "--port", str(port), log_name=f"{name}-server") as process:
+    with _sentinance("ui", name, "--port", str(port), log_name=log_name or f"{name}-server", env=env) as process:
         base = f"http://127.0.0.1:{port}"
         wait_for_http(base + ready_path, SERVER_START_SECONDS, process)
         yield base
@@ -117,6 +133,21 @@ def _screenshot(driver: webdriver.Chrome, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     assert driver.save_screenshot(str(path)), f"could not save {path}"
     return path
+
+
+@pytest.fixture(scope="module")
+def learnable_home() -> Path:
+    """A state dir of its own after one `sentinance run` on a market with a strong lead–lag.
+
+    From tempfile.mkdtemp, not tmp_path: pgserver's Unix socket path must stay short. The run
+    starts its own ephemeral Prefect API (PREFECT_HOME defaults to the new state dir).
+    """
+    home = Path(tempfile.mkdtemp(prefix="sentinance-leadlag-"))
+    env = {**_state_env(home), "SENTINANCE_SIMULATOR_LAGS": LEAD_LAG, "SENTINANCE_SEED": "7"}
+    args = ["run", "--end", LAKEHOUSE_END.isoformat(), "--days", str(LEAD_LAG_DAYS)]
+    with _sentinance(*args, log_name="lead-lag-run", env=env) as run:
+        assert run.wait(timeout=RUN_SECONDS) == 0, "`sentinance run` failed: see test-artifacts/lead-lag-run.log"
+    return home
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +195,8 @@ def test_mlflow_ui_shows_the_registered_model_with_its_aliases(
 ) -> None:
     """The registry page lists every alias the gate assigned: `challenger` always, `champion` only
     for a version that beat persistence (and the previous champion) out of sample. On the default
-    simulated window the gate keeps persistence, so there is no champion to show."""
+    simulated window the gate keeps persistence, so there is no champion to show (the next test
+    shows one)."""
     from sentinance.status import model_status
 
     aliases = model_status(settings)["aliases"]
@@ -176,6 +208,29 @@ def test_mlflow_ui_shows_the_registered_model_with_its_aliases(
             row = browser.find_element(By.XPATH, f"//*[@role='row'][contains(., '{alias}')]")
             assert f"Version {info['version']}" in row.text, text
         _screenshot(browser, "mlflow-ui-registered-model")
+
+
+def test_mlflow_ui_shows_the_champion_the_gate_promoted_on_a_learnable_market(
+    learnable_home: Path, browser: webdriver.Chrome
+) -> None:
+    """With a strong lead–lag the LSTM beats persistence out of sample (both one-sided tests below
+    alpha), the same gate promotes it, and the registry page shows `champion` on that version."""
+    from mlflow import MlflowClient
+
+    uri = mlflow_tracking_uri(Settings(home=learnable_home))
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # explicit URIs: the session's MLflow is untouched
+    champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
+    gate = client.get_run(champion.run_id).data.metrics
+    assert gate["gate_promoted"] == 1.0
+    assert gate["gate_vs_persistence_mean_loss_a"] < gate["gate_vs_persistence_mean_loss_b"], gate
+    alpha = gate["gate_vs_persistence_alpha"]
+    assert gate["gate_vs_persistence_dm_pvalue"] < alpha and gate["gate_vs_persistence_t_pvalue"] < alpha, gate
+    with _ui("mlflow", "/health", env=_state_env(learnable_home), log_name="mlflow-champion-server") as base:
+        browser.get(f"{base}/#/models/{MODEL_NAME}")
+        text = _wait_for_text(browser, MODEL_NAME, "champion")
+        row = browser.find_element(By.XPATH, "//*[@role='row'][contains(., 'champion')]")
+        assert f"Version {champion.version}" in row.text, text
+        _screenshot(browser, "mlflow-ui-champion")
 
 
 def test_dbt_docs_render_the_lineage_graph_of_the_marts(
