@@ -4,7 +4,8 @@ The champion serves; the challenger, when it is another version, shadow-scores t
 inputs so the two can be compared on the same targets (:mod:`sentinance.ml.ab_test`).
 Without a champion the challenger serves alone. Predictions go to the gold Delta table
 ``predictions`` (Change Data Feed on), merged on (instrument_id, target_time,
-model_version) so rescoring the same hour is idempotent.
+model_version): rescoring the same hour adds no row, and rewrites one (with its new
+``scored_at``) only when its forecast or its version's alias changed.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ def score_latest(settings: Settings | None = None) -> ScoreResult:
         pd.concat(frames, ignore_index=True),
         keys=schemas.PREDICTION_KEYS,
         schema=schemas.PREDICTIONS,
+        change_column=["predicted_log_return", "model_alias"],
         configuration={"delta.enableChangeDataFeed": "true"},
     )
     log.info("scored %d instruments with %s v%s (@%s)%s", len(served), MODEL_NAME, version.version, alias,

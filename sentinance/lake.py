@@ -48,14 +48,14 @@ def merge(
     *,
     schema: pa.Schema | None = None,
     partition_by: Sequence[str] | None = None,
-    change_column: str | None = None,
+    change_column: str | Sequence[str] | None = None,
     configuration: dict[str, str] | None = None,
     delete_missing: bool = False,
 ) -> MergeResult:
     """Upsert ``data`` into the Delta table at ``path`` on ``keys``, creating it if missing.
 
-    With ``change_column`` (e.g. a payload hash) matched rows are rewritten only when
-    that column differs, so replaying identical data writes nothing. With ``delete_missing``
+    With ``change_column`` (e.g. a payload hash, or several columns) matched rows are
+    rewritten only when it differs, so replaying identical data writes nothing. With ``delete_missing``
     the table's rows whose key is not in ``data`` are deleted in the same commit: the
     table becomes ``data``.
     """
@@ -70,7 +70,8 @@ def merge(
         return MergeResult(inserted=0, updated=0, version=DeltaTable(path).version())
     dt = DeltaTable(path)
     predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
-    update_predicate = f"t.{change_column} <> s.{change_column}" if change_column else None
+    changed = [change_column] if isinstance(change_column, str) else list(change_column or ())
+    update_predicate = " OR ".join(f"t.{c} <> s.{c}" for c in changed) or None
     merger = (
         dt.merge(table, predicate=predicate, source_alias="s", target_alias="t")
         .when_matched_update_all(predicate=update_predicate)

@@ -149,8 +149,9 @@ def test_score_latest_serves_the_champion_and_shadows_the_challenger(ml_settings
         assert row["feature_time"] == latest[row["instrument_id"]]
         assert row["target_time"] == row["feature_time"] + timedelta(hours=1)
         assert row["predicted_close"] > 0 and abs(row["predicted_log_return"]) < 0.1
-    again = score.score_latest(settings)  # rescoring the same hour updates, never adds
-    assert again.delta_version > result.delta_version and lake.row_count(score.predictions_path(settings)) == 6
+    again = score.score_latest(settings)  # rescoring the same hour with the same versions writes nothing
+    assert again.delta_version == result.delta_version
+    pd.testing.assert_frame_equal(lake.read(score.predictions_path(settings)), predictions)
 
 
 def test_ab_test_pairs_the_versions_on_the_same_targets(ml_settings, champion_and_challenger) -> None:  # noqa: F811
