@@ -68,7 +68,7 @@ class DeltaIO(Protocol):
 
     def merge(self, frame: DataFrame, path: str, keys: Sequence[str], *, schema: pa.Schema,
               partition_by: Sequence[str] = (), configuration: dict[str, str] | None = None,
-              change_column: str | None = None, delete_missing: bool = False) -> Written:
+              change_column: str | Sequence[str] | None = None, delete_missing: bool = False) -> Written:
         """Upsert ``frame`` (cast to ``schema``) on ``keys``, creating the table if missing."""
 
     def replace(self, frame: DataFrame, path: str, *, schema: pa.Schema, partition_by: Sequence[str] = (),
@@ -120,7 +120,7 @@ class DeltaRsIO:
 
     def merge(self, frame: DataFrame, path: str, keys: Sequence[str], *, schema: pa.Schema,
               partition_by: Sequence[str] = (), configuration: dict[str, str] | None = None,
-              change_column: str | None = None, delete_missing: bool = False) -> Written:
+              change_column: str | Sequence[str] | None = None, delete_missing: bool = False) -> Written:
         rows = _cast(frame, schema).toArrow().cast(schema)
         merged = lake.merge(path, rows, keys, schema=schema, partition_by=partition_by or None,
                             change_column=change_column, configuration=configuration, delete_missing=delete_missing)
@@ -141,16 +141,12 @@ class ConnectorIO:
 
     spark: SparkSession
 
-    @staticmethod
-    def _table(path: str) -> str:
-        return "delta.`" + path.replace("`", "``") + "`"
-
     def exists(self, path: str) -> bool:
         return self.version(path) is not None
 
     def version(self, path: str) -> int | None:
         try:
-            return int(self.spark.sql(f"DESCRIBE HISTORY {self._table(path)} LIMIT 1").first()["version"])
+            return int(self.spark.sql(f"DESCRIBE HISTORY {_table(path)} LIMIT 1").first()["version"])
         except AnalysisException:  # not a Delta table (yet)
             return None
 
@@ -165,19 +161,13 @@ class ConnectorIO:
 
     def merge(self, frame: DataFrame, path: str, keys: Sequence[str], *, schema: pa.Schema,
               partition_by: Sequence[str] = (), configuration: dict[str, str] | None = None,
-              change_column: str | None = None, delete_missing: bool = False) -> Written:
+              change_column: str | Sequence[str] | None = None, delete_missing: bool = False) -> Written:
         rows = self.materialize(_cast(frame, schema))
         count = rows.count()
         if not self.exists(path):
             return self._create(rows, count, path, partition_by, configuration, "CREATE TABLE")
-        matched = f" AND t.`{change_column}` <> s.`{change_column}`" if change_column else ""
         with _view(rows) as source:
-            metrics = self.spark.sql(
-                f"MERGE INTO {self._table(path)} AS t USING {source} AS s "
-                f"ON {' AND '.join(f't.`{k}` = s.`{k}`' for k in keys)} "
-                f"WHEN MATCHED{matched} THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
-                + (" WHEN NOT MATCHED BY SOURCE THEN DELETE" if delete_missing else "")
-            ).first()
+            metrics = self.spark.sql(merge_statement(path, source, keys, change_column, delete_missing)).first()
         return Written(rows, count, int(metrics["num_inserted_rows"]), int(metrics["num_updated_rows"]),
                        int(metrics["num_deleted_rows"]), self._version(path))
 
@@ -188,12 +178,8 @@ class ConnectorIO:
 
     def _create(self, rows: DataFrame, count: int, path: str, partition_by: Sequence[str],
                 configuration: dict[str, str] | None, create: str) -> Written:
-        """``create`` the table as ``rows``, its partitioning and properties in the first commit."""
-        partitioned = f" PARTITIONED BY ({', '.join(f'`{c}`' for c in partition_by)})" if partition_by else ""
-        properties = ", ".join(f"'{key}' = '{value}'" for key, value in (configuration or {}).items())
         with _view(rows) as source:
-            self.spark.sql(f"{create} {self._table(path)} USING DELTA{partitioned}"
-                           + (f" TBLPROPERTIES ({properties})" if properties else "") + f" AS SELECT * FROM {source}")
+            self.spark.sql(create_statement(create, path, source, partition_by, configuration))
         return Written(rows, count, count, 0, 0, self._version(path))
 
     def _version(self, path: str) -> int:
@@ -201,6 +187,33 @@ class ConnectorIO:
         if version is None:
             raise FileNotFoundError(f"no Delta table at {path} after writing it")
         return version
+
+
+def _table(path: str) -> str:
+    return "delta.`" + path.replace("`", "``") + "`"
+
+
+def merge_statement(path: str, source: str, keys: Sequence[str], change_column: str | Sequence[str] | None,
+                    delete_missing: bool) -> str:
+    """The connector's ``MERGE INTO`` of the view ``source`` into the table at ``path``."""
+    changed = [change_column] if isinstance(change_column, str) else list(change_column or ())
+    matched = f" AND ({' OR '.join(f't.`{c}` <> s.`{c}`' for c in changed)})" if changed else ""
+    return (
+        f"MERGE INTO {_table(path)} AS t USING {source} AS s "
+        f"ON {' AND '.join(f't.`{k}` = s.`{k}`' for k in keys)} "
+        f"WHEN MATCHED{matched} THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
+        + (" WHEN NOT MATCHED BY SOURCE THEN DELETE" if delete_missing else "")
+    )
+
+
+def create_statement(create: str, path: str, source: str, partition_by: Sequence[str],
+                     configuration: dict[str, str] | None) -> str:
+    """``create`` (``CREATE TABLE`` or ``CREATE OR REPLACE TABLE``) the table at ``path`` as the
+    view ``source``, with its partitioning and properties in the first commit."""
+    partitioned = f" PARTITIONED BY ({', '.join(f'`{c}`' for c in partition_by)})" if partition_by else ""
+    properties = ", ".join(f"'{key}' = '{value}'" for key, value in (configuration or {}).items())
+    return (f"{create} {_table(path)} USING DELTA{partitioned}"
+            + (f" TBLPROPERTIES ({properties})" if properties else "") + f" AS SELECT * FROM {source}")
 
 
 @contextmanager

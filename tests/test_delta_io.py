@@ -1,5 +1,6 @@
-"""The Spark jobs' Delta IO on the local backend (delta-rs); the connector backend runs in
-test_candle_features' spark-submit test where its jars are given."""
+"""The Spark jobs' Delta IO on the local backend (delta-rs), and the connector backend's SQL
+through Spark's own parser; the connector runs for real in test_candle_features' spark-submit
+test where its jars are given."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from deltalake import DeltaTable
 
 from sentinance import lake
 from sentinance.config import Settings
-from sentinance.spark_jobs.delta_io import DeltaRsIO, delta_io
+from sentinance.spark_jobs.delta_io import DeltaRsIO, create_statement, delta_io, merge_statement
 
 SCHEMA = pa.schema([("exchange", pa.string()), ("key", pa.int64()), ("value", pa.float64())])
 CDF = {"delta.enableChangeDataFeed": "true"}
@@ -52,3 +53,18 @@ def test_replace_overwrites_rows_and_schema(spark, tmp_path) -> None:
 def test_an_unknown_backend_is_refused(spark, tmp_path) -> None:
     with pytest.raises(ValueError, match="SENTINANCE_DELTA_BACKEND='delta'"):
         delta_io(spark, Settings(home=tmp_path, delta_backend="delta"))
+
+
+@pytest.mark.parametrize("statement", [
+    merge_statement("/lake/silver/t`x", "src", ["exchange", "key"], ["value", "note"], delete_missing=True),
+    merge_statement("/lake/silver/t", "src", ["key"], None, delete_missing=False),
+    create_statement("CREATE TABLE", "/lake/silver/t", "src", ["exchange"], CDF),
+    create_statement("CREATE OR REPLACE TABLE", "/lake/silver/t", "src", [], None),
+])
+def test_the_connector_statements_are_valid_spark_sql(spark, statement: str) -> None:
+    """Spark's own SQL parser accepts what the connector backend runs (executing them needs the jars)."""
+    plan = spark._jsparkSession.sessionState().sqlParser().parsePlan(statement).toString()
+    assert ("MergeIntoTable" in plan) == statement.startswith("MERGE")
+    assert ("deleteaction" in plan) == ("NOT MATCHED BY SOURCE" in statement)
+    assert ("enableChangeDataFeed,true" in plan) == ("TBLPROPERTIES" in statement)
+    assert "[delta, /lake/silver/t" in plan  # a path-based Delta table, its backquote escaped
