@@ -120,7 +120,7 @@ def compute_candle_features(
                       else io.merge(rows, silver_path, CANDLE_KEYS, **options))
     result = FeatureRunResult(
         rows_written=silver_written.rows,
-        series=silver_written.frame.select(*SERIES_KEYS).distinct().count(),
+        series=len(silver_written.counts(SERIES_KEYS)),
         silver_version=silver_written.version,
         cross_exchange_rows=cross.rows,
         cross_exchange_version=cross.version,

@@ -22,7 +22,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 import pyarrow as pa
@@ -41,15 +42,32 @@ BACKENDS = (DELTA_RS, DELTA_SPARK)
 
 @dataclass(frozen=True)
 class Written:
-    """The rows a write sent (computed once: reuse ``frame`` downstream), their count, what
-    happened to the table and its version after the write."""
+    """What a write did: the rows it sent, what happened to the table, its version after.
 
-    frame: DataFrame
+    ``source`` holds the written rows as computed once (Arrow on the driver, or a checkpointed
+    frame on the executors): reuse them downstream through :attr:`frame` and :meth:`counts`.
+    """
+
     rows: int
     inserted: int
     updated: int
     deleted: int
     version: int
+    source: pa.Table | DataFrame = field(repr=False)
+
+    @cached_property
+    def frame(self) -> DataFrame:
+        """The written rows as a Spark DataFrame."""
+        if isinstance(self.source, pa.Table):
+            return SparkSession.active().createDataFrame(self.source)
+        return self.source
+
+    def counts(self, columns: Sequence[str]) -> dict[tuple, int]:
+        """Written rows per distinct value of ``columns``."""
+        if isinstance(self.source, pa.Table):
+            groups = self.source.group_by(list(columns)).aggregate([([], "count_all")]).to_pylist()
+            return {tuple(g[c] for c in columns): g["count_all"] for g in groups}
+        return {tuple(g[c] for c in columns): g["count"] for g in self.source.groupBy(*columns).count().collect()}
 
 
 class DeltaIO(Protocol):
@@ -124,15 +142,14 @@ class DeltaRsIO:
         rows = _cast(frame, schema).toArrow().cast(schema)
         merged = lake.merge(path, rows, keys, schema=schema, partition_by=partition_by or None,
                             change_column=change_column, configuration=configuration, delete_missing=delete_missing)
-        return Written(self.spark.createDataFrame(rows), rows.num_rows, merged.inserted, merged.updated,
-                       merged.deleted, merged.version)
+        return Written(rows.num_rows, merged.inserted, merged.updated, merged.deleted, merged.version, rows)
 
     def replace(self, frame: DataFrame, path: str, *, schema: pa.Schema, partition_by: Sequence[str] = (),
                 configuration: dict[str, str] | None = None) -> Written:
         rows = _cast(frame, schema).toArrow().cast(schema)
         write_deltalake(path, rows, mode="overwrite", schema_mode="overwrite", partition_by=list(partition_by) or None,
                         configuration=configuration)
-        return Written(self.spark.createDataFrame(rows), rows.num_rows, rows.num_rows, 0, 0, DeltaTable(path).version())
+        return Written(rows.num_rows, rows.num_rows, 0, 0, DeltaTable(path).version(), rows)
 
 
 @dataclass(frozen=True)
@@ -168,8 +185,8 @@ class ConnectorIO:
             return self._create(rows, count, path, partition_by, configuration, "CREATE TABLE")
         with _view(rows) as source:
             metrics = self.spark.sql(merge_statement(path, source, keys, change_column, delete_missing)).first()
-        return Written(rows, count, int(metrics["num_inserted_rows"]), int(metrics["num_updated_rows"]),
-                       int(metrics["num_deleted_rows"]), self._version(path))
+        return Written(count, int(metrics["num_inserted_rows"]), int(metrics["num_updated_rows"]),
+                       int(metrics["num_deleted_rows"]), self._version(path), rows)
 
     def replace(self, frame: DataFrame, path: str, *, schema: pa.Schema, partition_by: Sequence[str] = (),
                 configuration: dict[str, str] | None = None) -> Written:
@@ -180,7 +197,7 @@ class ConnectorIO:
                 configuration: dict[str, str] | None, create: str) -> Written:
         with _view(rows) as source:
             self.spark.sql(create_statement(create, path, source, partition_by, configuration))
-        return Written(rows, count, count, 0, 0, self._version(path))
+        return Written(count, count, 0, 0, self._version(path), rows)
 
     def _version(self, path: str) -> int:
         version = self.version(path)

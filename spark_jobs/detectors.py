@@ -131,7 +131,7 @@ def _synchronise(io: DeltaIO, path: str, anomalies: DataFrame) -> DetectorRunRes
     changed evidence and deletes the anomalies no longer found."""
     written = io.merge(anomalies.orderBy(*ANOMALY_KEYS), path, ANOMALY_KEYS, schema=ANOMALIES,
                        change_column="evidence", configuration=GOLD_OPTIONS, delete_missing=True)
-    counts = {row["detector"]: int(row["count"]) for row in written.frame.groupBy("detector").count().collect()}
+    counts = {detector: count for (detector,), count in written.counts(["detector"]).items()}
     return DetectorRunResult(counts, written.inserted, written.updated, written.deleted, written.version)
 
 
