@@ -9,7 +9,7 @@ DEPS_STAMP := $(VENV)/.deps-$(LOCK_HASH)
 PKG_STAMP := $(VENV)/.pkg-$(shell echo "$(CURDIR)" | sha256sum | cut -c1-16)-$(LOCK_HASH)
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: install run test serve docs browser lock clean-state
+.PHONY: install run test lint serve docs browser lock clean-state
 
 $(DEPS_STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,8 +29,14 @@ install: $(PKG_STAMP)
 run: install
 	$(VENV)/bin/sentinance run
 
-test: install browser
+test: install browser lint
 	$(PY) -m pytest
+
+# ruff (lint and format) on the Python and the notebooks, sqlfluff on the dbt project: the whole tree, clean
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/sqlfluff lint dbt
 
 serve: install
 	$(VENV)/bin/sentinance serve

@@ -37,12 +37,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sentinance.config import ASSETS, EXCHANGES, INTERVAL, get_settings
-from sentinance.schemas import CROSS_EXCHANGE_KEYS, SERIES_KEYS
-from sentinance.spark_jobs.series_features import SECONDS_PER_YEAR, interval_seconds
+from sentinance.catalog import CROSS_EXCHANGE_KEYS, SERIES_KEYS
+from sentinance.settings import configure, get_settings
+from sentinance.spark_jobs.features.series import SECONDS_PER_YEAR, interval_seconds
 
 START = pd.Timestamp("2020-01-01", tz="UTC")
-SERIES = [(exchange, asset) for exchange in EXCHANGES for asset in ASSETS]
+UNIVERSE = get_settings().universe
+INTERVAL = UNIVERSE.intervals[0]
+ASSETS = UNIVERSE.assets
+SERIES = [(exchange, asset) for exchange in UNIVERSE.exchanges for asset in ASSETS]
 PERIODS_PER_YEAR = SECONDS_PER_YEAR / interval_seconds(INTERVAL)
 
 
@@ -55,14 +58,20 @@ def generate(rows: int, path: Path) -> None:
     for exchange, asset in SERIES:
         close = walks[asset] * np.exp(rng.normal(0, 5e-4, hours))
         spread = np.abs(rng.normal(0, 0.002, hours))
-        tables.append(pa.table({
-            "exchange": pa.array([exchange] * hours).dictionary_encode(),
-            "symbol": pa.array([f"{asset}/USD"] * hours).dictionary_encode(),
-            "interval": pa.array([INTERVAL] * hours).dictionary_encode(),
-            "open_time": pa.array(START + pd.to_timedelta(np.arange(hours), "h"), pa.timestamp("us", "UTC")),
-            "high": close * (1 + spread), "low": close * (1 - spread), "close": close,
-            "volume": rng.gamma(2.0, 10.0, hours),
-        }))
+        tables.append(
+            pa.table(
+                {
+                    "exchange": pa.array([exchange] * hours).dictionary_encode(),
+                    "symbol": pa.array([f"{asset}/USD"] * hours).dictionary_encode(),
+                    "interval": pa.array([INTERVAL] * hours).dictionary_encode(),
+                    "open_time": pa.array(START + pd.to_timedelta(np.arange(hours), "h"), pa.timestamp("us", "UTC")),
+                    "high": close * (1 + spread),
+                    "low": close * (1 - spread),
+                    "close": close,
+                    "volume": rng.gamma(2.0, 10.0, hours),
+                }
+            )
+        )
     pq.write_table(pa.concat_tables(tables), path, row_group_size=1 << 20)
 
 
@@ -76,8 +85,13 @@ def _cross(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     """Consolidated VWAP, spread and exchange count per hour, and each candle's basis (pandas)."""
     frame = frame.assign(notional=frame["close"] * frame["volume"])
     by_hour = frame.groupby(CROSS_EXCHANGE_KEYS, observed=True, sort=False)
-    hours = by_hour.agg(exchange_count=("exchange", "nunique"), total_volume=("volume", "sum"),
-                        notional=("notional", "sum"), max_close=("close", "max"), min_close=("close", "min"))
+    hours = by_hour.agg(
+        exchange_count=("exchange", "nunique"),
+        total_volume=("volume", "sum"),
+        notional=("notional", "sum"),
+        max_close=("close", "max"),
+        min_close=("close", "min"),
+    )
     vwap = (hours["notional"] / hours["total_volume"]).where(hours["total_volume"] > 0)
     hours = hours.assign(consolidated_vwap=vwap, spread_bps=(hours["max_close"] - hours["min_close"]) / vwap * 1e4)
     volume = by_hour["volume"].transform("sum").to_numpy()
@@ -164,8 +178,8 @@ def spark_features(spark, path: Path) -> float:
     """Seconds for the job's plan from the Parquet file to a noop sink."""
     from pyspark.sql import functions as F
 
-    from sentinance.spark_jobs.candle_features import per_series_features, valid_candles
-    from sentinance.spark_jobs.cross_exchange import cross_exchange_features, with_basis
+    from sentinance.spark_jobs.features.cross_exchange import cross_exchange_features, with_basis
+    from sentinance.spark_jobs.features.job import per_series_features, valid_candles
 
     started = time.perf_counter()
     candles = valid_candles(spark.read.parquet(str(path)))
@@ -207,12 +221,14 @@ def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="sentinance-bench-features-"))
     started = time.perf_counter()
-    spark = get_spark(get_settings())
+    spark = get_spark(configure(get_settings()))
     session_start = time.perf_counter() - started
     generate(9 * 200, workdir / "tiny.parquet")
     cold, warm = (spark_features(spark, workdir / "tiny.parquet") for _ in range(2))
-    print(f"Spark {spark.version} on {spark.sparkContext.master}, {os.cpu_count()} cores; fixed costs: "
-          f"session start {session_start:.1f} s, 9 x 200 rows cold {cold:.1f} s, warm {warm:.1f} s")
+    print(
+        f"Spark {spark.version} on {spark.sparkContext.master}, {os.cpu_count()} cores; fixed costs: "
+        f"session start {session_start:.1f} s, 9 x 200 rows cold {cold:.1f} s, warm {warm:.1f} s"
+    )
     print(f"{'rows':>10} {'engine':>7} {'seconds':>8} {'rows/s':>11} {'x talib':>8}  peak memory")
     for size in sorted(int(s) for s in args.sizes):
         path = workdir / f"candles-{size}.parquet"
@@ -225,11 +241,17 @@ def main() -> None:
         for engine, seconds, memory in (
             ("talib", talib_s, f"{talib_mb:,.0f} MB (process RSS)"),
             ("pandas", pandas_s, f"{pandas_mb:,.0f} MB (process RSS)"),
-            ("spark", spark_s, f"JVM {jvm_mb:,.0f} MB, largest Python worker {worker_mb:,.0f} MB, "
-                               f"driver {_peak_rss_mb():,.0f} MB (high-water so far)"),
+            (
+                "spark",
+                spark_s,
+                f"JVM {jvm_mb:,.0f} MB, largest Python worker {worker_mb:,.0f} MB, "
+                f"driver {_peak_rss_mb():,.0f} MB (high-water so far)",
+            ),
         ):
-            print(f"{rows:>10,} {engine:>7} {seconds:>8.2f} {rows / seconds:>11,.0f} "
-                  f"{seconds / talib_s:>8.1f}  {memory}", flush=True)
+            print(
+                f"{rows:>10,} {engine:>7} {seconds:>8.2f} {rows / seconds:>11,.0f} {seconds / talib_s:>8.1f}  {memory}",
+                flush=True,
+            )
         path.unlink()
     spark.stop()
 

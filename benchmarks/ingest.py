@@ -25,21 +25,23 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-os.environ["SENTINANCE_HOME"] = tempfile.mkdtemp(prefix="sentinance-bench-")
+from sentinance.settings import configure, get_settings
 
-import httpx  # noqa: E402
-import pandas as pd  # noqa: E402
-import pyarrow as pa  # noqa: E402
-from deltalake import write_deltalake  # noqa: E402
+configure(get_settings(home=tempfile.mkdtemp(prefix="sentinance-bench-")))  # before Prefect is imported
 
-from sentinance.config import ASSETS, canonical_symbol, get_settings  # noqa: E402
-from sentinance.pipelines import bronze  # noqa: E402
-from sentinance.pipelines.binance import BinanceClient  # noqa: E402
-from sentinance.pipelines.ingest import ingest  # noqa: E402
-from sentinance.pipelines.simulator import simulate_candles, simulate_trades  # noqa: E402
+import httpx
+import pandas as pd
+import pyarrow as pa
+from deltalake import write_deltalake
+
+from sentinance.pipelines.flows.ingest import ingest
+from sentinance.pipelines.landing import bronze
+from sentinance.pipelines.sources.exchanges.binance import BinanceClient
+from sentinance.pipelines.sources.simulator import simulate_candles, simulate_trades
 
 END = pd.Timestamp("2026-01-20T00:00Z")
 WARM_DAYS = 7
@@ -53,12 +55,19 @@ class SimulatedBinance:
     """Answers Binance's klines and aggTrades requests with the simulator's candles and trades."""
 
     def __init__(self, start: pd.Timestamp, end: pd.Timestamp, seed: int) -> None:
-        symbols = {BinanceClient.market(canonical_symbol("binance", a)): a for a in ASSETS}
+        universe = get_settings().universe
+        symbols = {BinanceClient.market(universe.symbol("binance", a)): a for a in universe.assets}
         one = {"seed": seed, "exchanges": ["binance"]}
-        self.candles = {m: simulate_candles(start, end, assets=[a], **one).assign(ms=lambda d: _ms(d["open_time"]))
-                        for m, a in symbols.items()}
-        self.trades = {m: simulate_trades(start, end, assets=[a], **one).assign(
-            ms=lambda d: _ms(d["trade_time"]), id=lambda d: d["trade_id"].astype("int64")) for m, a in symbols.items()}
+        self.candles = {
+            m: simulate_candles(start, end, assets=[a], **one).assign(ms=lambda d: _ms(d["open_time"]))
+            for m, a in symbols.items()
+        }
+        self.trades = {
+            m: simulate_trades(start, end, assets=[a], **one).assign(
+                ms=lambda d: _ms(d["trade_time"]), id=lambda d: d["trade_id"].astype("int64")
+            )
+            for m, a in symbols.items()
+        }
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         q = request.url.params
@@ -66,13 +75,39 @@ class SimulatedBinance:
         if request.url.path == "/api/v3/klines":
             c = self.candles[q["symbol"]]
             c = c[(c["ms"] >= int(q["startTime"])) & (c["ms"] <= int(q["endTime"]))].head(limit)
-            body = [[int(r.ms), str(r.open), str(r.high), str(r.low), str(r.close), str(r.volume), int(r.ms) + 3599999,
-                     "0", int(r.trade_count), "0", "0", "0"] for r in c.itertuples()]
+            body = [
+                [
+                    int(r.ms),
+                    str(r.open),
+                    str(r.high),
+                    str(r.low),
+                    str(r.close),
+                    str(r.volume),
+                    int(r.ms) + 3599999,
+                    "0",
+                    int(r.trade_count),
+                    "0",
+                    "0",
+                    "0",
+                ]
+                for r in c.itertuples()
+            ]
         else:
             t = self.trades[q["symbol"]]
             t = (t[t["id"] >= int(q["fromId"])] if "fromId" in q else t[t["ms"] >= int(q["startTime"])]).head(limit)
-            body = [{"a": int(r.id), "p": str(r.price), "q": str(r.size), "f": int(r.id), "l": int(r.id),
-                     "T": int(r.ms), "m": r.side == "sell", "M": True} for r in t.itertuples()]
+            body = [
+                {
+                    "a": int(r.id),
+                    "p": str(r.price),
+                    "q": str(r.size),
+                    "f": int(r.id),
+                    "l": int(r.id),
+                    "T": int(r.ms),
+                    "m": r.side == "sell",
+                    "M": True,
+                }
+                for r in t.itertuples()
+            ]
         return httpx.Response(200, content=json.dumps(body).encode())
 
 
@@ -112,8 +147,10 @@ def _report(label: str, rows: int, flow: float, landing: float, plain: float) ->
     def rate(seconds: float) -> str:
         return f"{seconds:6.2f} s {rows / seconds:>10,.0f} rows/s {seconds / plain:6.1f}x"
 
-    print(f"{label:<9} {rows:>8,d} rows | flow {rate(flow)} | landing (hash+GX+merge) {rate(landing)} | "
-          f"plain write_deltalake {plain:5.2f} s {rows / plain:>10,.0f} rows/s")
+    print(
+        f"{label:<9} {rows:>8,d} rows | flow {rate(flow)} | landing (hash+GX+merge) {rate(landing)} | "
+        f"plain write_deltalake {plain:5.2f} s {rows / plain:>10,.0f} rows/s"
+    )
 
 
 def main() -> None:
@@ -122,7 +159,7 @@ def main() -> None:
     args = parser.parse_args()
     start = END - pd.Timedelta(days=args.days)
     warm_end = start
-    seed = int(os.environ.get("SENTINANCE_SEED", "7"))
+    seed = get_settings().seed
 
     # simulator: warm the lake with the previous week, then time the incremental landing (merge)
     ingest(end=warm_end, days=WARM_DAYS)
@@ -130,8 +167,10 @@ def main() -> None:
     rows = result.candles.landed + result.trades.landed
     frames = {"candles": simulate_candles(start, END, seed=seed), "trades": simulate_trades(start, END, seed=seed)}
     earlier = warm_end - pd.Timedelta(days=WARM_DAYS)
-    warm = {"candles": simulate_candles(earlier, warm_end, seed=seed),
-            "trades": simulate_trades(earlier, warm_end, seed=seed)}
+    warm = {
+        "candles": simulate_candles(earlier, warm_end, seed=seed),
+        "trades": simulate_trades(earlier, warm_end, seed=seed),
+    }
     _report("simulator", rows, seconds, _landing_only(warm, frames), _plain_write(frames))
 
     # replay: capture a live run against the simulated Binance once, replay it into a fresh lake
@@ -143,11 +182,13 @@ def main() -> None:
         ingest(client_options={"transport": httpx.MockTransport(server), "capture_dir": captures}, **window, **live)
     _fresh_home()
     replay = {"exchanges": ["binance"], "source": "replay", "client_options": {"capture_dir": captures}}
-    ingest(start=earlier, end=warm_end, **replay)                  # warm: the earlier capture
-    result, seconds = _timed(lambda: ingest(**replay))            # the latest live run
+    ingest(start=earlier, end=warm_end, **replay)  # warm: the earlier capture
+    result, seconds = _timed(lambda: ingest(**replay))  # the latest live run
     rows = result.candles.landed + result.trades.landed
-    binance = {name: {k: v.drop(columns=["ms", "id"], errors="ignore") for k, v in frames_.items()}
-               for name, frames_ in (("candles", server.candles), ("trades", server.trades))}
+    binance = {
+        name: {k: v.drop(columns=["ms", "id"], errors="ignore") for k, v in frames_.items()}
+        for name, frames_ in (("candles", server.candles), ("trades", server.trades))
+    }
     split = {"candles": "open_time", "trades": "trade_time"}
     frames = {n: pd.concat(f[f[split[n]] >= start] for f in binance[n].values()) for n in binance}
     warm = {n: pd.concat(f[f[split[n]] < start] for f in binance[n].values()) for n in binance}

@@ -11,23 +11,31 @@ from __future__ import annotations
 import great_expectations.expectations as gxe
 import pandas as pd
 
-from sentinance.config import INTERVAL_SECONDS, Settings
+from sentinance.catalog import CANDLE_COLUMNS, CANDLE_KEYS, QUARANTINE_CANDLES
 from sentinance.expectations.checkpoint import Contract, Validation, check, not_null, numbers, typed, validate
-from sentinance.schemas import CANDLE_KEYS, QUARANTINE_CANDLES
+from sentinance.settings import INTERVAL_SECONDS, Settings
 
 TEXT_COLUMNS = ["exchange", "symbol", "interval"]
 PRICE_COLUMNS = ["open", "high", "low", "close"]
 NUMERIC_COLUMNS = [*PRICE_COLUMNS, "volume"]
-MARKET_COLUMNS = [*CANDLE_KEYS, *NUMERIC_COLUMNS, "trade_count"]
+MARKET_COLUMNS = CANDLE_COLUMNS  # what a source sends: every field is checked and hashed
 
 
 def _expectations() -> list[gxe.Expectation]:
     pairs = [
         gxe.ExpectColumnPairValuesAToBeGreaterThanB(
-            column_A=a, column_B=b, or_equal=True, ignore_row_if="either_value_is_missing", meta={"name": name},
+            column_A=a,
+            column_B=b,
+            or_equal=True,
+            ignore_row_if="either_value_is_missing",
+            meta={"name": name},
         )
-        for a, b, name in [("high", "open", "high_gte_open"), ("high", "close", "high_gte_close"),
-                           ("open", "low", "low_lte_open"), ("close", "low", "low_lte_close")]
+        for a, b, name in [
+            ("high", "open", "high_gte_open"),
+            ("high", "close", "high_gte_close"),
+            ("open", "low", "low_lte_open"),
+            ("close", "low", "low_lte_close"),
+        ]
     ]
     return [
         *not_null([*CANDLE_KEYS, *NUMERIC_COLUMNS]),
@@ -64,7 +72,7 @@ CANDLES = Contract(
     coerce=coerce_candles,
     columns=MARKET_COLUMNS,
     identity=CANDLE_KEYS,
-    quarantine=QUARANTINE_CANDLES,
+    quarantine=QUARANTINE_CANDLES.schema,
     checks=_grid,
 )
 
@@ -72,4 +80,3 @@ CANDLES = Contract(
 def validate_candles(settings: Settings, df: pd.DataFrame) -> Validation:
     """Run the ``bronze_candles`` checkpoint and split the batch into valid and quarantined rows."""
     return validate(settings, CANDLES, df)
-

@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Callable, Sequence
+from functools import cache
 
 import great_expectations as gx
 import great_expectations.expectations as gxe
@@ -26,8 +26,8 @@ import pandas as pd
 import pyarrow as pa
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
-from sentinance.config import Settings
-from sentinance.schemas import LINEAGE_FIELDS
+from sentinance.catalog import LINEAGE_FIELDS
+from sentinance.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +40,20 @@ LINEAGE_COLUMNS = [f.name for f in LINEAGE_FIELDS]
 class Contract:
     """A landing contract: the suite and how to prepare a raw batch for it."""
 
-    suite: str                                           # e.g. bronze_candles
-    asset: str                                           # the GX data asset, e.g. candles
-    expectations: Callable[[], list[gxe.Expectation]]    # each with its short name in meta["name"]
-    coerce: Callable[[pd.DataFrame], pd.DataFrame]       # typed copy; unparseable values become null
-    columns: Sequence[str]                               # the columns the suite reads
-    identity: Sequence[str]                              # columns copied to quarantine (the record's key)
+    suite: str  # e.g. bronze_candles
+    asset: str  # the GX data asset, e.g. candles
+    expectations: Callable[[], list[gxe.Expectation]]  # each with its short name in meta["name"]
+    coerce: Callable[[pd.DataFrame], pd.DataFrame]  # typed copy; unparseable values become null
+    columns: Sequence[str]  # the columns the suite reads
+    identity: Sequence[str]  # columns copied to quarantine (the record's key)
     quarantine: pa.Schema
     checks: Callable[[pd.DataFrame], dict[str, pd.Series]] = lambda batch: {}  # derived row checks
 
 
 @dataclass(frozen=True)
 class Validation:
-    valid: pd.DataFrame          # coerced rows that passed every expectation (input columns kept)
-    quarantined: pd.DataFrame    # shaped like the contract's quarantine schema
+    valid: pd.DataFrame  # coerced rows that passed every expectation (input columns kept)
+    quarantined: pd.DataFrame  # shaped like the contract's quarantine schema
     success: bool
     statistics: dict[str, int] = field(default_factory=dict)  # unexpected rows per expectation
 
@@ -99,8 +99,9 @@ def numbers(values: pd.Series | None, index: pd.Index) -> pd.Series:
     return pd.Series(parsed, index=index, dtype="float64").replace([np.inf, -np.inf], np.nan)
 
 
-def typed(df: pd.DataFrame, *, text_columns: Sequence[str], time_columns: Sequence[str],
-          number_columns: Sequence[str]) -> pd.DataFrame:
+def typed(
+    df: pd.DataFrame, *, text_columns: Sequence[str], time_columns: Sequence[str], number_columns: Sequence[str]
+) -> pd.DataFrame:
     """Typed copy of a raw batch (missing columns added as nulls): unparseable values become null, never errors."""
     out = df.copy()
     for column in text_columns:
@@ -116,7 +117,7 @@ def _name(meta: dict | None) -> str:
     return str((meta or {})["name"])
 
 
-@lru_cache(maxsize=None)
+@cache
 def _checkpoint(gx_dir: str, contract: Contract) -> gx.Checkpoint:
     """The contract's datasource, suite, validation definition and checkpoint in the GX project."""
     context = gx.get_context(mode="file", project_root_dir=gx_dir)
@@ -143,8 +144,9 @@ def _checkpoint(gx_dir: str, contract: Contract) -> gx.Checkpoint:
 
 def _raw_json(raw: pd.DataFrame) -> list[str]:
     """Each row as JSON with its original (uncoerced) values."""
-    records = json.loads(raw.to_json(orient="records", date_format="iso", date_unit="us",
-                                     double_precision=15, default_handler=str))
+    records = json.loads(
+        raw.to_json(orient="records", date_format="iso", date_unit="us", double_precision=15, default_handler=str)
+    )
     return [json.dumps(r, sort_keys=True) for r in records]
 
 
@@ -181,11 +183,16 @@ def validate(settings: Settings, contract: Contract, df: pd.DataFrame) -> Valida
         failed_expectations=[",".join(n for n in names if n in failed[r]) for r in rows],
         raw_record=_raw_json(raw.iloc[rows].drop(columns=LINEAGE_COLUMNS, errors="ignore")),
         quarantined_at=pd.Timestamp.now(tz="UTC").floor("us"),
-        source=bad["source"] if "source" in bad else None,
-        flow_run_id=bad["flow_run_id"] if "flow_run_id" in bad else None,
+        source=bad.get("source"),
+        flow_run_id=bad.get("flow_run_id"),
     )[contract.quarantine.names]
     valid = batch.drop(index=rows).reset_index(drop=True)
     if rows:
-        log.warning("GX %s: %d of %d rows quarantined %s", contract.suite, len(rows), len(batch),
-                    {k: v for k, v in statistics.items() if v})
+        log.warning(
+            "GX %s: %d of %d rows quarantined %s",
+            contract.suite,
+            len(rows),
+            len(batch),
+            {k: v for k, v in statistics.items() if v},
+        )
     return Validation(valid, quarantined, bool(result.success), statistics)

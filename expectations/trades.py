@@ -13,21 +13,23 @@ from __future__ import annotations
 import great_expectations.expectations as gxe
 import pandas as pd
 
-from sentinance.config import Settings
+from sentinance.catalog import QUARANTINE_TRADES, TRADE_COLUMNS, TRADE_KEYS
 from sentinance.expectations.checkpoint import Contract, Validation, check, not_null, typed, validate
-from sentinance.schemas import QUARANTINE_TRADES, TRADE_KEYS
+from sentinance.settings import Settings
 
 TEXT_COLUMNS = ["exchange", "symbol", "trade_id", "side"]
 NUMERIC_COLUMNS = ["price", "size"]
-MARKET_COLUMNS = [*TRADE_KEYS, "trade_time", *NUMERIC_COLUMNS, "side"]
+MARKET_COLUMNS = TRADE_COLUMNS  # what a source sends: every field is checked and hashed
 SIDES = ["buy", "sell"]
 
 
 def _expectations() -> list[gxe.Expectation]:
     return [
         *not_null([*TRADE_KEYS, "trade_time", *NUMERIC_COLUMNS]),
-        *(gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, strict_min=True, meta={"name": f"{c}_positive"})
-          for c in NUMERIC_COLUMNS),
+        *(
+            gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, strict_min=True, meta={"name": f"{c}_positive"})
+            for c in NUMERIC_COLUMNS
+        ),
         gxe.ExpectColumnValuesToBeInSet(column="side", value_set=SIDES, meta={"name": "side_buy_or_sell"}),
         gxe.ExpectCompoundColumnsToBeUnique(column_list=TRADE_KEYS, meta={"name": "unique_trade_key"}),
         check("trade_time_monotonic_by_id"),
@@ -62,7 +64,7 @@ TRADES = Contract(
     coerce=coerce_trades,
     columns=MARKET_COLUMNS,
     identity=[*TRADE_KEYS, "trade_time"],
-    quarantine=QUARANTINE_TRADES,
+    quarantine=QUARANTINE_TRADES.schema,
     checks=_monotonic,
 )
 

@@ -1,37 +1,38 @@
-"""Feast definitions over the dbt mart ``marts.fct_training_features``.
+"""Feast definitions over the dbt mart of the forecaster's contract (``sentinance.catalog.FORECASTER``).
 
-The lag columns follow the dbt var ``sequence_length``; set SENTINANCE_SEQUENCE_LENGTH to
-the same value (default 24) so the feature view declares exactly the mart's lags.
+The view's columns follow the contract and the sequence length setting
+(``SENTINANCE_SEQUENCE_LENGTH``), the same values dbt built the mart's lag columns from.
 """
 
-import os
 from datetime import timedelta
 
 from feast import Entity, FeatureService, FeatureView, Field, Project, ValueType
 from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
 from feast.types import Float64, String
 
-SEQUENCE_LENGTH = int(os.environ.get("SENTINANCE_SEQUENCE_LENGTH", "24"))
-SEQUENCE_FEATURES = ("log_return", "rsi_14", "sma_ratio", "basis_bps")
+from sentinance.catalog import FORECASTER
+from sentinance.settings import get_settings
 
-project = Project(name="sentinance", description="Hourly crypto market features for forecasting")
+SEQUENCE_LENGTH = get_settings().sequence_length
+
+project = Project(name="sentinance", description="Crypto market features for forecasting")
 
 instrument = Entity(
-    name="instrument",
-    join_keys=["instrument_id"],
+    name=FORECASTER.entity,
+    join_keys=[FORECASTER.entity_key],
     value_type=ValueType.STRING,
     description="One exchange's market in one asset, e.g. binance:BTC/USDT",
 )
 
 training_features_source = PostgreSQLSource(
-    name="fct_training_features",
-    table="marts.fct_training_features",
-    timestamp_field="event_timestamp",
-    description="dbt mart: one row per instrument and hour, with lagged features",
+    name=FORECASTER.mart.split(".")[-1],
+    table=FORECASTER.mart,
+    timestamp_field=FORECASTER.timestamp,
+    description="dbt mart: one row per instrument and period, with lagged features",
 )
 
 instrument_hourly_features = FeatureView(
-    name="instrument_hourly_features",
+    name=FORECASTER.feature_view,
     entities=[instrument],
     # TTL 6 h: a row's lag columns already hold the last SEQUENCE_LENGTH hours, so only the
     # row itself needs to be fresh. A row older than a few hours describes a market that has
@@ -40,13 +41,8 @@ instrument_hourly_features = FeatureView(
     # first materialization window.
     ttl=timedelta(hours=6),
     schema=[
-        Field(name="instrument_id", dtype=String),
-        Field(name="close", dtype=Float64, description="Close of the hour (to turn returns into prices)"),
-        *[
-            Field(name=f"{feature}_lag_{lag}", dtype=Float64)
-            for feature in SEQUENCE_FEATURES
-            for lag in range(SEQUENCE_LENGTH)
-        ],
+        Field(name=FORECASTER.entity_key, dtype=String),
+        *[Field(name=column, dtype=Float64) for column in FORECASTER.served_columns(SEQUENCE_LENGTH)],
     ],
     online=True,
     source=training_features_source,
@@ -54,7 +50,7 @@ instrument_hourly_features = FeatureView(
 )
 
 lstm_forecaster_v1 = FeatureService(
-    name="lstm_forecaster_v1",
+    name=FORECASTER.feature_service,
     features=[instrument_hourly_features],
     description="Inputs of the LSTM next-hour log-return forecaster",
 )

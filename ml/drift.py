@@ -29,9 +29,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import ks_2samp
 
-from sentinance.config import Settings, get_settings
+from sentinance.catalog import FORECASTER
+from sentinance.errors import MissingInputError
 from sentinance.ml import evaluation, feature_store, registry
-from sentinance.ml.model import SEQUENCE_FEATURES, lag_columns, to_sequences
+from sentinance.ml.model import to_sequences
+from sentinance.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +80,13 @@ def _distribution_shift(reference: np.ndarray, current: np.ndarray) -> dict:
     reference, current = reference[~np.isnan(reference)], current[~np.isnan(current)]
     test = ks_2samp(reference, current)
     value = psi(reference, current)
-    return {"ks_statistic": float(test.statistic), "ks_pvalue": float(test.pvalue), "psi": value,
-            "band": band(value), "drifted": value > PSI_DRIFT_THRESHOLD}
+    return {
+        "ks_statistic": float(test.statistic),
+        "ks_pvalue": float(test.pvalue),
+        "psi": value,
+        "band": band(value),
+        "drifted": value > PSI_DRIFT_THRESHOLD,
+    }
 
 
 def _local_path(uri: str) -> str:
@@ -88,14 +95,14 @@ def _local_path(uri: str) -> str:
 
 
 def _mart(settings: Settings, sequence_length: int | None) -> pd.DataFrame:
-    columns = ["instrument_id", "event_timestamp", "close", "is_complete", "next_log_return", *SEQUENCE_FEATURES]
+    columns = ["instrument_id", "event_timestamp", "close", "is_complete", "next_log_return", *FORECASTER.features]
     if sequence_length:
-        columns += [c for f in SEQUENCE_FEATURES for c in lag_columns(f, sequence_length)]
-    mart = feature_store.query(settings, f"SELECT {', '.join(columns)} FROM {feature_store.MART_TABLE}")
+        columns += [c for f in FORECASTER.features for c in FORECASTER.lag_columns(f, sequence_length)]
+    mart = feature_store.query(settings, f"SELECT {', '.join(columns)} FROM {FORECASTER.mart}")
     if mart.empty:
-        raise ValueError(f"{feature_store.MART_TABLE} is empty: nothing to monitor")
+        raise MissingInputError(f"{FORECASTER.mart} is empty: nothing to monitor (run `sentinance marts` first)")
     numeric = [c for c in mart.columns if c not in ("instrument_id", "event_timestamp", "is_complete")]
-    return mart.astype({c: "float64" for c in numeric}).assign(
+    return mart.astype(dict.fromkeys(numeric, "float64")).assign(
         event_timestamp=pd.to_datetime(mart["event_timestamp"], utc=True)
     )
 
@@ -113,7 +120,7 @@ def _performance(current: pd.DataFrame, predicted: np.ndarray, train_end: pd.Tim
     mae = float(np.mean(np.abs(predicted[unseen] - actual)))
     persistence_mae = float(np.mean(np.abs(actual)))
     return {
-        "rows": int(len(rows)),
+        "rows": len(rows),
         "hours": worse.hours,
         "lstm_mae": mae,
         "persistence_mae": persistence_mae,
@@ -131,23 +138,29 @@ def _markdown(report: dict) -> str:
         "",
         *(f"- {reason}" for reason in report["reasons"] or ["no drift"]),
         "",
-        f"Reference {report['reference']['start']} .. {report['reference']['end']} ({report['reference']['rows']} rows); "
+        f"Reference {report['reference']['start']} .. {report['reference']['end']} "
+        f"({report['reference']['rows']} rows); "
         f"current {report['current']['start']} .. {report['current']['end']} ({report['current']['rows']} rows). "
-        f"PSI bands: < {PSI_MODERATE} stable, {PSI_MODERATE}-{PSI_DRIFT_THRESHOLD} moderate, > {PSI_DRIFT_THRESHOLD} significant.",
+        f"PSI bands: < {PSI_MODERATE} stable, {PSI_MODERATE}-{PSI_DRIFT_THRESHOLD} moderate, "
+        f"> {PSI_DRIFT_THRESHOLD} significant.",
         "",
         "| input | KS statistic | KS p-value | PSI | band |",
         "|---|---|---|---|---|",
     ]
     shifts = {**report["features"], **({"prediction": report["prediction"]} if report["prediction"] else {})}
     for name, shift in shifts.items():
-        lines.append(f"| {name} | {shift['ks_statistic']:.4f} | {shift['ks_pvalue']:.3g} | {shift['psi']:.4f} | {shift['band']} |")
+        lines.append(
+            f"| {name} | {shift['ks_statistic']:.4f} | {shift['ks_pvalue']:.3g} | {shift['psi']:.4f} "
+            f"| {shift['band']} |"
+        )
     performance = report["performance"]
     if performance:
         lines += [
             "",
             f"Performance on {performance['rows']} unseen labelled rows: MAE / persistence MAE "
             f"{performance['mae_ratio']:.4f} (holdout {performance['holdout_mae_ratio']:.4f}); worse than persistence: "
-            f"DM p={performance['worse_than_persistence_dm_pvalue']:.3g}, t p={performance['worse_than_persistence_t_pvalue']:.3g}.",
+            f"DM p={performance['worse_than_persistence_dm_pvalue']:.3g}, "
+            f"t p={performance['worse_than_persistence_t_pvalue']:.3g}.",
         ]
     return "\n".join(lines)
 
@@ -161,7 +174,7 @@ def check_drift(settings: Settings | None = None, *, window_days: int = 7) -> Dr
     settings = settings or get_settings()
     try:
         version, alias = registry.serving_version(settings)
-    except LookupError:
+    except MissingInputError:
         version = None
     run = registry.client(settings).get_run(version.run_id) if version else None
     model = registry.load_model(version) if version else None
@@ -178,33 +191,48 @@ def check_drift(settings: Settings | None = None, *, window_days: int = 7) -> Dr
             reference_mask = ~current_mask
     reference, current = mart[reference_mask], mart[current_mask]
     if reference.empty:
-        raise ValueError(f"no mart rows older than the last {window_days} days to compare with")
+        raise MissingInputError(f"no mart rows older than the last {window_days} days to compare with")
 
-    features = {f: _distribution_shift(reference[f].to_numpy(), current[f].to_numpy()) for f in SEQUENCE_FEATURES}
+    features = {f: _distribution_shift(reference[f].to_numpy(), current[f].to_numpy()) for f in FORECASTER.features}
     prediction = performance = None
     if model is not None:
         complete_reference = reference[reference["is_complete"].astype(bool)]
         complete_current = current[current["is_complete"].astype(bool)].reset_index(drop=True)
         forecasts = [
-            np.asarray(model.predict(to_sequences(rows, int(meta["sequence_length"]), tuple(meta["features"]))), np.float64)
+            np.asarray(
+                model.predict(to_sequences(rows, int(meta["sequence_length"]), tuple(meta["features"]))), np.float64
+            )
             for rows in (complete_reference, complete_current)
         ]
         prediction = _distribution_shift(*forecasts)
         performance = _performance(complete_current, forecasts[1], train_end, run.data.metrics)
 
-    reasons = [f"feature drift: {f} PSI {s['psi']:.3f} > {PSI_DRIFT_THRESHOLD}" for f, s in features.items() if s["drifted"]]
+    reasons = [
+        f"feature drift: {f} PSI {s['psi']:.3f} > {PSI_DRIFT_THRESHOLD}" for f, s in features.items() if s["drifted"]
+    ]
     if version is None:
         reasons.append("no registered model")
     if prediction and prediction["drifted"]:
         reasons.append(f"prediction drift: PSI {prediction['psi']:.3f} > {PSI_DRIFT_THRESHOLD}")
     if performance and performance["drifted"]:
-        reasons.append(f"performance drift: significantly worse than persistence (DM p={performance['worse_than_persistence_dm_pvalue']:.3g})")
+        reasons.append(
+            "performance drift: significantly worse than persistence "
+            f"(DM p={performance['worse_than_persistence_dm_pvalue']:.3g})"
+        )
     psis = {f: s["psi"] for f, s in features.items()}
     max_psi = max(psis.values())
     report = {
         "model": None if version is None else {"version": str(version.version), "alias": alias},
-        "reference": {"start": str(times[reference_mask].min()), "end": str(times[reference_mask].max()), "rows": len(reference)},
-        "current": {"start": str(times[current_mask].min()), "end": str(times[current_mask].max()), "rows": len(current)},
+        "reference": {
+            "start": str(times[reference_mask].min()),
+            "end": str(times[reference_mask].max()),
+            "rows": len(reference),
+        },
+        "current": {
+            "start": str(times[current_mask].min()),
+            "end": str(times[current_mask].max()),
+            "rows": len(current),
+        },
         "features": features,
         "prediction": prediction,
         "performance": performance,
@@ -217,24 +245,58 @@ def check_drift(settings: Settings | None = None, *, window_days: int = 7) -> Dr
 
     mlflow.set_experiment(experiment_id=registry.experiment(settings, registry.MONITORING_EXPERIMENT))
     with mlflow.start_run(run_name=f"drift-{times.max():%Y%m%dT%H}") as monitoring:
-        mlflow.log_params({"window_days": window_days, "psi_bins": PSI_BINS, "model_version": report["model"] and report["model"]["version"]})
-        mlflow.log_metrics({
-            **{f"psi_{f}": s["psi"] for f, s in features.items()},
-            **{f"ks_statistic_{f}": s["ks_statistic"] for f, s in features.items()},
-            **{f"ks_pvalue_{f}": s["ks_pvalue"] for f, s in features.items()},
-            **({f"prediction_{k}": prediction[k] for k in ("psi", "ks_statistic", "ks_pvalue")} if prediction else {}),
-            **({f"performance_{k}": float(v) for k, v in performance.items()} if performance else {}),
-            "max_psi": max_psi,
-            "retrain": float(bool(reasons)),
-        })
-        mlflow.set_tags({"retrain": str(bool(reasons)).lower(), "drifted": str(any(s["drifted"] for s in features.values())).lower()})
+        mlflow.log_params(
+            {
+                "window_days": window_days,
+                "psi_bins": PSI_BINS,
+                "model_version": report["model"] and report["model"]["version"],
+            }
+        )
+        mlflow.log_metrics(
+            {
+                **{f"psi_{f}": s["psi"] for f, s in features.items()},
+                **{f"ks_statistic_{f}": s["ks_statistic"] for f, s in features.items()},
+                **{f"ks_pvalue_{f}": s["ks_pvalue"] for f, s in features.items()},
+                **(
+                    {f"prediction_{k}": prediction[k] for k in ("psi", "ks_statistic", "ks_pvalue")}
+                    if prediction
+                    else {}
+                ),
+                **({f"performance_{k}": float(v) for k, v in performance.items()} if performance else {}),
+                "max_psi": max_psi,
+                "retrain": float(bool(reasons)),
+            }
+        )
+        mlflow.set_tags(
+            {
+                "retrain": str(bool(reasons)).lower(),
+                "drifted": str(any(s["drifted"] for s in features.values())).lower(),
+            }
+        )
         mlflow.log_dict(report, f"{REPORT_FILE}.json")
         mlflow.log_text(markdown, f"{REPORT_FILE}.md")
         report_path = _local_path(f"{monitoring.info.artifact_uri}/{REPORT_FILE}.json")
-    log.log(logging.WARNING if reasons else logging.INFO, "drift check: max PSI %.3f; retrain=%s %s", max_psi, bool(reasons), reasons)
+    log.log(
+        logging.WARNING if reasons else logging.INFO,
+        "drift check: max PSI %.3f; retrain=%s %s",
+        max_psi,
+        bool(reasons),
+        reasons,
+    )
     return DriftResult(
-        {f: s["ks_statistic"] for f, s in features.items()}, {f: s["ks_pvalue"] for f, s in features.items()}, psis,
-        max_psi, any(s["drifted"] for s in features.values()), prediction, performance, bool(reasons), tuple(reasons),
-        None if version is None else str(version.version), report_path, len(reference), len(current),
-        monitoring.info.run_id, markdown,
+        {f: s["ks_statistic"] for f, s in features.items()},
+        {f: s["ks_pvalue"] for f, s in features.items()},
+        psis,
+        max_psi,
+        any(s["drifted"] for s in features.values()),
+        prediction,
+        performance,
+        bool(reasons),
+        tuple(reasons),
+        None if version is None else str(version.version),
+        report_path,
+        len(reference),
+        len(current),
+        monitoring.info.run_id,
+        markdown,
     )

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from sentinance.ml.model import lag_columns
+from sentinance.catalog import FORECASTER
+from sentinance.errors import MissingInputError
 
 TIMESTAMP = "event_timestamp"
 METRICS = ("mape", "rmse", "mae", "directional_accuracy")
@@ -62,7 +63,7 @@ def walk_forward(
     n = len(hours)
     test_len = int(n * test_fraction)
     if n_folds < 1 or test_len < 1:
-        raise ValueError(f"{n} hours cannot hold {n_folds} test windows of {test_fraction:.0%}")
+        raise MissingInputError(f"{n} hours cannot hold {n_folds} test windows of {test_fraction:.0%}")
     folds: list[FoldWindow] = []
     first_length: pd.Timedelta | None = None
     for k in range(n_folds):
@@ -71,17 +72,18 @@ def walk_forward(
         fit_hours = hours[hours < test_start - embargo]
         if first_length is not None and window == "rolling":
             fit_hours = fit_hours[fit_hours > fit_hours.iloc[-1] - first_length]
-        validation = fit_hours.iloc[int(len(fit_hours) * (1 - validation_fraction)):]
+        validation = fit_hours.iloc[int(len(fit_hours) * (1 - validation_fraction)) :]
         train = fit_hours[fit_hours < validation.iloc[0] - embargo] if len(validation) else validation
         if train.empty or validation.empty:
-            raise ValueError(
+            raise MissingInputError(
                 f"fold {k}: too little history before {test_start} for a training and validation part "
                 f"with an embargo of {embargo}"
             )
         if first_length is None:
             first_length = fit_hours.iloc[-1] - fit_hours.iloc[0]
-        folds.append(FoldWindow(k, train.iloc[0], train.iloc[-1], validation.iloc[0], validation.iloc[-1],
-                                test_start, test_end))
+        folds.append(
+            FoldWindow(k, train.iloc[0], train.iloc[-1], validation.iloc[0], validation.iloc[-1], test_start, test_end)
+        )
     return folds
 
 
@@ -92,7 +94,7 @@ def persistence_forecast(frame: pd.DataFrame) -> np.ndarray:
 
 def ema_forecast(frame: pd.DataFrame, sequence_length: int, span: int) -> np.ndarray:
     """Drift forecast: the exponential moving average (``span``) of the window's log returns."""
-    returns = frame[lag_columns("log_return", sequence_length)].to_numpy(np.float64)  # oldest first
+    returns = frame[FORECASTER.lag_columns("log_return", sequence_length)].to_numpy(np.float64)  # oldest first
     alpha = 2.0 / (span + 1.0)
     weights = (1 - alpha) ** np.arange(sequence_length)[::-1]
     return returns @ weights / weights.sum()
@@ -180,9 +182,7 @@ def diebold_mariano(differential: np.ndarray, horizon: int = 1, max_lag: int | N
     return float(statistic), float(stats.t.cdf(statistic, df=n - 1))
 
 
-def compare(
-    loss_a: np.ndarray, loss_b: np.ndarray, hours: np.ndarray | pd.Series, *, alpha: float
-) -> Comparison:
+def compare(loss_a: np.ndarray, loss_b: np.ndarray, hours: np.ndarray | pd.Series, *, alpha: float) -> Comparison:
     """Compare two forecasters' losses on the same rows (aligned), tested on hourly means."""
     per_hour = pd.DataFrame({"a": loss_a, "b": loss_b, "hour": np.asarray(hours)}).groupby("hour").mean()
     a, b = per_hour["a"].to_numpy(), per_hour["b"].to_numpy()
@@ -192,5 +192,13 @@ def compare(
         t_statistic, t_pvalue = float(t.statistic), float(t.pvalue)
     else:
         t_statistic, t_pvalue = math.nan, math.nan
-    return Comparison(len(a), float(a.mean()) if len(a) else math.nan, float(b.mean()) if len(b) else math.nan,
-                      dm_statistic, dm_pvalue, t_statistic, t_pvalue, alpha)
+    return Comparison(
+        len(a),
+        float(a.mean()) if len(a) else math.nan,
+        float(b.mean()) if len(b) else math.nan,
+        dm_statistic,
+        dm_pvalue,
+        t_statistic,
+        t_pvalue,
+        alpha,
+    )

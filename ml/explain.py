@@ -59,14 +59,16 @@ def shap_importance(
     """Mean |SHAP| per feature, per lag (0 = latest hour) and per (lag, feature)."""
     rng = np.random.default_rng(seed)
     model.eval()
-    explainer = shap.GradientExplainer(_Column(model), torch.as_tensor(_sample(background, params.shap_background, rng)))
+    explainer = shap.GradientExplainer(
+        _Column(model), torch.as_tensor(_sample(background, params.shap_background, rng))
+    )
     explained = _sample(samples, params.shap_samples, rng)
     values = np.asarray(explainer.shap_values(torch.as_tensor(explained), nsamples=params.shap_draws, rseed=seed))
     cells = np.abs(values.reshape(explained.shape)).mean(axis=0)[::-1]  # (lag, feature), lag 0 first
     return {
         "explained_rows": len(explained),
         "background_rows": min(params.shap_background, len(background)),
-        "by_feature": dict(zip(model.features, cells.sum(axis=0).tolist())),
+        "by_feature": dict(zip(model.features, cells.sum(axis=0).tolist(), strict=True)),
         "by_lag": cells.sum(axis=1).tolist(),
         "by_lag_and_feature": {f: cells[:, i].tolist() for i, f in enumerate(model.features)},
     }
@@ -80,19 +82,23 @@ def lime_explanations(
         training, mode="regression", feature_names=list(model.features), discretize_continuous=False, random_state=seed
     )
     explanations = []
-    for row, label in zip(recent, labels):
+    for row, label in zip(recent, labels, strict=True):
         found = explainer.explain_instance(
-            row, lambda z: model.predict(z.astype(np.float32)), num_features=params.lime_features,
+            row,
+            lambda z: model.predict(z.astype(np.float32)),
+            num_features=params.lime_features,
             num_samples=params.lime_samples,
         )
-        explanations.append({
-            "input": label,
-            "prediction": float(model.predict(row[None])[0]),
-            "local_prediction": float(np.ravel(found.local_pred)[0]),
-            "intercept": float(found.intercept[0] if isinstance(found.intercept, dict) else found.intercept),
-            "score": float(found.score),
-            "weights": [{"feature": name, "weight": float(w)} for name, w in found.as_list()],
-        })
+        explanations.append(
+            {
+                "input": label,
+                "prediction": float(model.predict(row[None])[0]),
+                "local_prediction": float(np.ravel(found.local_pred)[0]),
+                "intercept": float(found.intercept[0] if isinstance(found.intercept, dict) else found.intercept),
+                "score": float(found.score),
+                "weights": [{"feature": name, "weight": float(w)} for name, w in found.as_list()],
+            }
+        )
     return explanations
 
 
@@ -119,8 +125,13 @@ def _heatmap(importance: dict) -> Figure:
 
 
 def log_explanations(
-    model: LSTMForecaster, training: np.ndarray, samples: np.ndarray, recent: np.ndarray, recent_labels: list[str],
-    params: ExplainParams, seed: int,
+    model: LSTMForecaster,
+    training: np.ndarray,
+    samples: np.ndarray,
+    recent: np.ndarray,
+    recent_labels: list[str],
+    params: ExplainParams,
+    seed: int,
 ) -> dict:
     """SHAP over ``samples`` (background: ``training``) and LIME for each ``recent`` input (named by
     ``recent_labels``), logged to the active MLflow run."""
@@ -130,16 +141,24 @@ def log_explanations(
     mlflow.log_metrics({f"shap_mean_abs_{f}": v for f, v in importance["by_feature"].items()})
     ranked = sorted(importance["by_feature"].items(), key=lambda kv: -kv[1])
     mlflow.log_figure(
-        _bars([f for f, _ in ranked], [v for _, v in ranked], "Global importance: mean |SHAP| summed over lags",
-              "log return"),
+        _bars(
+            [f for f, _ in ranked],
+            [v for _, v in ranked],
+            "Global importance: mean |SHAP| summed over lags",
+            "log return",
+        ),
         f"{ARTIFACT_DIR}/shap_by_feature.png",
     )
     mlflow.log_figure(_heatmap(importance), f"{ARTIFACT_DIR}/shap_by_lag_and_feature.png")
     for i, explanation in enumerate(local):
         weights = explanation["weights"]
         mlflow.log_figure(
-            _bars([w["feature"] for w in weights], [w["weight"] for w in weights],
-                  f"LIME, {explanation['input']}: forecast {explanation['prediction']:+.2e}", "local weight (log return)"),
+            _bars(
+                [w["feature"] for w in weights],
+                [w["weight"] for w in weights],
+                f"LIME, {explanation['input']}: forecast {explanation['prediction']:+.2e}",
+                "local weight (log return)",
+            ),
             f"{ARTIFACT_DIR}/lime_recent_{i}.png",
         )
     return {"shap": importance, "lime": local}

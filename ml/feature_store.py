@@ -1,12 +1,14 @@
 """The Feast feature store over the dbt mart: apply, materialize, historical and online reads.
 
-The repo definition lives in ``feature_repo/`` (``feature_store.yaml`` + ``features.py``);
-its YAML reads the registry, online store and PostgreSQL location from environment
-variables, which :func:`feature_store` sets from the settings.
+The repo definition lives in ``feature_repo/`` (``feature_store*.yaml`` + ``features.py``),
+shipped in the package (:func:`sentinance.resources.feature_repo_dir`). Its YAML names the
+registry, online store and PostgreSQL location as ``${SENTINANCE_*}`` variables; here they are
+filled from the settings (:func:`feast_environment`) without touching the process environment,
+and ``features.py`` is imported with the settings' values set only while it runs.
 
-The online store is chosen by ``SENTINANCE_FEAST_ONLINE_STORE``: ``sqlite`` (default, a
-file in the state dir), ``postgres`` (the warehouse, schema ``feast_online``) or ``redis``
-(at ``SENTINANCE_FEAST_REDIS``, ``host:port[,db=0,...]``); each has its own YAML next to
+The online store is chosen by ``SENTINANCE_FEAST_ONLINE_STORE``: ``sqlite`` (default, a file in
+the state dir), ``postgres`` (the warehouse, schema ``feast_online``) or ``redis`` (at
+``SENTINANCE_FEAST_REDIS``, ``host:port[,db=0,...]``); each has its own YAML next to
 ``feature_store.yaml`` and its own registry file.
 """
 
@@ -14,27 +16,24 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
+import re
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
-from feast import Entity, FeatureService, FeatureStore, FeatureView, Project
+import yaml
+from feast import Entity, FeatureService, FeatureStore, FeatureView, Project, RepoConfig
 from feast.data_source import DataSource
 from feast.repo_operations import get_repo_files
 
 from sentinance import services
-from sentinance.config import Settings, get_settings, sequence_length
+from sentinance.catalog import FORECASTER
+from sentinance.resources import feature_repo_dir
+from sentinance.settings import Settings, get_settings, temporary_environment
 
 log = logging.getLogger(__name__)
 
-FEATURE_REPO = Path(__file__).resolve().parents[1] / "feature_repo"
-MART_TABLE = "marts.fct_training_features"
-FEATURE_VIEW = "instrument_hourly_features"
-FEATURE_SERVICE = "lstm_forecaster_v1"
-ENTITY_KEY = "instrument_id"
-TIMESTAMP = "event_timestamp"
 _ONLINE_TS_SUFFIX = "__ts"
 ONLINE_STORES = {
     "sqlite": "feature_store.yaml",
@@ -43,14 +42,23 @@ ONLINE_STORES = {
 }
 
 
-def online_store_kind() -> str:
-    """The configured online store (SENTINANCE_FEAST_ONLINE_STORE, default sqlite)."""
-    kind = os.environ.get("SENTINANCE_FEAST_ONLINE_STORE", "sqlite").strip().lower()
-    if kind not in ONLINE_STORES:
-        raise ValueError(f"SENTINANCE_FEAST_ONLINE_STORE must be one of {sorted(ONLINE_STORES)}, got {kind!r}")
-    if kind == "redis" and not os.environ.get("SENTINANCE_FEAST_REDIS"):
-        raise ValueError("SENTINANCE_FEAST_ONLINE_STORE=redis needs SENTINANCE_FEAST_REDIS=host:port[,db=0,...]")
-    return kind
+def feast_environment(settings: Settings) -> dict[str, str]:
+    """The variables the repo's YAML and ``features.py`` read, for this state."""
+    return {
+        **settings.environment(),
+        "SENTINANCE_FEAST_DIR": str(settings.feast_dir),
+        **services.pg_params(settings).env(),
+    }
+
+
+def repo_config(settings: Settings) -> RepoConfig:
+    """The configured YAML with its ``${SENTINANCE_*}`` filled from ``settings`` (as ``feast`` would from the env)."""
+    repo = feature_repo_dir()
+    text = (repo / ONLINE_STORES[settings.feast_online_store]).read_text()
+    values = feast_environment(settings)
+    config = RepoConfig(**yaml.safe_load(re.sub(r"\$\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), text)))
+    config.repo_path = repo
+    return config
 
 
 def query(settings: Settings, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
@@ -62,22 +70,20 @@ def query(settings: Settings, sql: str, params: Sequence[Any] | None = None) -> 
 
 
 def feature_store(settings: Settings | None = None) -> FeatureStore:
-    """A FeatureStore on ``feature_repo/`` whose state lives in ``settings.feast_dir``,
-    with the configured online store."""
+    """A FeatureStore on the Feast repo, its state in ``settings.feast_dir``, with the configured online store."""
     settings = settings or get_settings()
-    yaml_file = FEATURE_REPO / ONLINE_STORES[online_store_kind()]
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
-    os.environ.update({"SENTINANCE_FEAST_DIR": str(settings.feast_dir), **services.pg_params(settings).env()})
-    return FeatureStore(repo_path=str(FEATURE_REPO), fs_yaml_file=yaml_file)
+    return FeatureStore(repo_path=str(feature_repo_dir()), config=repo_config(settings))
 
 
-def _repo_objects() -> list[Any]:
-    """The Feast objects defined in the repo's files (as `feast apply` collects them)."""
+def _repo_objects(settings: Settings) -> list[Any]:
+    """The Feast objects defined in the repo's files (as `feast apply` collects them), for ``settings``."""
     objects: list[Any] = []
-    for path in get_repo_files(FEATURE_REPO):
+    for path in get_repo_files(feature_repo_dir()):
         spec = importlib.util.spec_from_file_location(f"sentinance_feature_repo_{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        with temporary_environment(settings.environment()):
+            spec.loader.exec_module(module)
         for value in vars(module).values():
             is_feast = isinstance(value, (Project, Entity, DataSource, FeatureView, FeatureService))
             if is_feast and not any(value is seen for seen in objects):
@@ -87,12 +93,13 @@ def _repo_objects() -> list[Any]:
 
 def apply(settings: Settings | None = None) -> dict:
     """`feast apply` in-process: register the repo's objects and create the online tables."""
+    settings = settings or get_settings()
     store = feature_store(settings)
-    objects = _repo_objects()
+    objects = _repo_objects(settings)
     store.apply(objects)
     names = sorted(f"{type(o).__name__}:{o.name}" for o in objects)
     log.info("feast apply: %s", ", ".join(names))
-    return {"project": store.project, "objects": names, "sequence_length": sequence_length()}
+    return {"project": store.project, "objects": names, "sequence_length": settings.sequence_length}
 
 
 def materialize(settings: Settings | None = None, end: datetime | None = None) -> dict:
@@ -105,17 +112,19 @@ def materialize(settings: Settings | None = None, end: datetime | None = None) -
     settings = settings or get_settings()
     store = feature_store(settings)
     if end is None:
-        latest = query(settings, f"SELECT max({TIMESTAMP}) AS latest FROM {MART_TABLE}")["latest"].iloc[0]
+        latest = query(settings, f"SELECT max({FORECASTER.timestamp}) AS latest FROM {FORECASTER.mart}")["latest"].iloc[
+            0
+        ]
         end = pd.Timestamp(latest).to_pydatetime() + timedelta(hours=1)
-    view = store.get_feature_view(FEATURE_VIEW)
+    view = store.get_feature_view(FORECASTER.feature_view)
     start = view.most_recent_end_time
     if start is None:
         start = end - view.ttl
-        store.materialize(start_date=start, end_date=end, feature_views=[FEATURE_VIEW])
+        store.materialize(start_date=start, end_date=end, feature_views=[FORECASTER.feature_view])
     else:
-        store.materialize_incremental(end_date=end, feature_views=[FEATURE_VIEW])
-    log.info("materialized %s from %s to %s", FEATURE_VIEW, start, end)
-    return {"feature_view": FEATURE_VIEW, "start": start.isoformat(), "end": end.isoformat()}
+        store.materialize_incremental(end_date=end, feature_views=[FORECASTER.feature_view])
+    log.info("materialized %s from %s to %s", FORECASTER.feature_view, start, end)
+    return {"feature_view": FORECASTER.feature_view, "start": start.isoformat(), "end": end.isoformat()}
 
 
 def historical_features(settings: Settings | None, entity_df: pd.DataFrame) -> pd.DataFrame:
@@ -126,11 +135,13 @@ def historical_features(settings: Settings | None, entity_df: pd.DataFrame) -> p
     its timestamp and within the view's TTL.
     """
     store = feature_store(settings)
-    entity_df = entity_df.assign(**{TIMESTAMP: pd.to_datetime(entity_df[TIMESTAMP], utc=True)})
-    job = store.get_historical_features(entity_df=entity_df, features=store.get_feature_service(FEATURE_SERVICE))
+    entity_df = entity_df.assign(**{FORECASTER.timestamp: pd.to_datetime(entity_df[FORECASTER.timestamp], utc=True)})
+    job = store.get_historical_features(
+        entity_df=entity_df, features=store.get_feature_service(FORECASTER.feature_service)
+    )
     frame = job.to_df()
-    frame[TIMESTAMP] = pd.to_datetime(frame[TIMESTAMP], utc=True)
-    return frame.sort_values([TIMESTAMP, ENTITY_KEY], ignore_index=True)
+    frame[FORECASTER.timestamp] = pd.to_datetime(frame[FORECASTER.timestamp], utc=True)
+    return frame.sort_values([FORECASTER.timestamp, FORECASTER.entity_key], ignore_index=True)
 
 
 def online_features(settings: Settings | None, instrument_ids: Sequence[str]) -> pd.DataFrame:
@@ -140,11 +151,11 @@ def online_features(settings: Settings | None, instrument_ids: Sequence[str]) ->
     """
     store = feature_store(settings)
     response = store.get_online_features(
-        features=store.get_feature_service(FEATURE_SERVICE),
-        entity_rows=[{ENTITY_KEY: i} for i in instrument_ids],
+        features=store.get_feature_service(FORECASTER.feature_service),
+        entity_rows=[{FORECASTER.entity_key: i} for i in instrument_ids],
     )
     frame = response.to_df(include_event_timestamps=True)
     ts_columns = [c for c in frame.columns if c.endswith(_ONLINE_TS_SUFFIX)]
     seconds = frame[ts_columns].max(axis=1).where(lambda s: s > 0)
-    frame[TIMESTAMP] = pd.to_datetime(seconds, unit="s", utc=True)
+    frame[FORECASTER.timestamp] = pd.to_datetime(seconds, unit="s", utc=True)
     return frame.drop(columns=ts_columns)

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-SEQUENCE_FEATURES: tuple[str, ...] = ("log_return", "rsi_14", "sma_ratio", "basis_bps")
+from sentinance.catalog import FORECASTER
 
 
 def set_seed(seed: int) -> None:
@@ -25,17 +25,16 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def lag_columns(feature: str, sequence_length: int) -> list[str]:
-    """The mart's lag columns of ``feature``, oldest first (``<feature>_lag_<i>``)."""
-    return [f"{feature}_lag_{lag}" for lag in reversed(range(sequence_length))]
-
-
-def to_sequences(frame: pd.DataFrame, sequence_length: int, features: tuple[str, ...] = SEQUENCE_FEATURES) -> np.ndarray:
+def to_sequences(
+    frame: pd.DataFrame, sequence_length: int, features: tuple[str, ...] = FORECASTER.features
+) -> np.ndarray:
     """Reshape a frame of lag columns to ``(rows, sequence_length, len(features))`` float32."""
-    missing = [c for f in features for c in lag_columns(f, sequence_length) if c not in frame.columns]
+    missing = [c for f in features for c in FORECASTER.lag_columns(f, sequence_length) if c not in frame.columns]
     if missing:
         raise KeyError(f"lag columns missing for sequence_length={sequence_length}: {missing[:4]}...")
-    stacked = np.stack([frame[lag_columns(f, sequence_length)].to_numpy(dtype=np.float32) for f in features], axis=-1)
+    stacked = np.stack(
+        [frame[FORECASTER.lag_columns(f, sequence_length)].to_numpy(dtype=np.float32) for f in features], axis=-1
+    )
     return np.ascontiguousarray(stacked)  # the exported (pt2) model guards on C-contiguous strides
 
 
@@ -50,7 +49,7 @@ class LSTMForecaster(nn.Module):
     def __init__(
         self,
         sequence_length: int,
-        features: tuple[str, ...] = SEQUENCE_FEATURES,
+        features: tuple[str, ...] = FORECASTER.features,
         hidden_size: int = 32,
         num_layers: int = 1,
         dropout: float = 0.0,
@@ -60,7 +59,10 @@ class LSTMForecaster(nn.Module):
         self.features = tuple(features)
         n_features = len(self.features)
         self.lstm = nn.LSTM(
-            n_features, hidden_size, num_layers=num_layers, batch_first=True,
+            n_features,
+            hidden_size,
+            num_layers=num_layers,
+            batch_first=True,
             dropout=dropout if num_layers > 1 else 0.0,
         )
         self.dropout = nn.Dropout(dropout)

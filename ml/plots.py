@@ -37,15 +37,31 @@ def error_by_fold(metrics: dict[str, float], n_folds: int) -> Figure:
     folds = np.arange(n_folds)
     labels = [f"fold {k}" for k in folds]
     for panel, models, value, line, label in (
-        (relative, ("lstm", "ema"), lambda k, m: metrics[f"fold{k}_{m}_mape"] / metrics[f"fold{k}_persistence_mape"],
-         1.0, "MAPE / persistence MAPE (below 1: better)"),
-        (direction, MODELS, lambda k, m: metrics[f"fold{k}_{m}_directional_accuracy"], 0.5,
-         "directional accuracy (persistence: last hour's sign)"),
+        (
+            relative,
+            ("lstm", "ema"),
+            lambda k, m: metrics[f"fold{k}_{m}_mape"] / metrics[f"fold{k}_persistence_mape"],
+            1.0,
+            "MAPE / persistence MAPE (below 1: better)",
+        ),
+        (
+            direction,
+            MODELS,
+            lambda k, m: metrics[f"fold{k}_{m}_directional_accuracy"],
+            0.5,
+            "directional accuracy (persistence: last hour's sign)",
+        ),
     ):
         width = 0.8 / len(models)
         for i, model in enumerate(models):
-            panel.bar(folds + i * width, [value(k, model) - line for k in folds], width, bottom=line, label=model,
-                      color=f"C{MODELS.index(model)}")  # bars grow from the reference line
+            panel.bar(
+                folds + i * width,
+                [value(k, model) - line for k in folds],
+                width,
+                bottom=line,
+                label=model,
+                color=f"C{MODELS.index(model)}",
+            )  # bars grow from the reference line
         panel.set_xticks(folds + width * (len(models) - 1) / 2, labels)
         panel.axhline(line, color="grey", lw=0.8)
         values = [value(k, m) for k in folds for m in models] + [line]

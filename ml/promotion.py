@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from sentinance.config import Settings
 from sentinance.ml import registry
 from sentinance.ml.evaluation import Comparison, compare, loss
 from sentinance.ml.model import to_sequences
+from sentinance.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,9 @@ def decide(settings: Settings, holdout: pd.DataFrame, *, alpha: float, loss_kind
         note = f"{champion}: gated on persistence only"
     else:
         champion_version, unseen, predicted = champion
-        vs_champion = compare(new_loss[unseen.to_numpy()], loss(predicted, actual[unseen], loss_kind), hours[unseen],
-                              alpha=alpha)
+        vs_champion = compare(
+            new_loss[unseen.to_numpy()], loss(predicted, actual[unseen], loss_kind), hours[unseen], alpha=alpha
+        )
         note = f"vs champion v{champion_version}: {'better' if vs_champion.a_better else 'not better'}"
     promoted = vs_persistence.a_better and (vs_champion is None or vs_champion.a_better)
     reason = (

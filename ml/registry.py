@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import subprocess
+from pathlib import Path
 
 import mlflow
 from mlflow import MlflowClient
@@ -14,17 +14,17 @@ from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
 
 from sentinance import lake, services
-from sentinance.config import MODEL_NAME, Settings
-from sentinance.status import REPO_ROOT
+from sentinance.catalog import CANDLE_FEATURES, CANDLES, FORECASTER
+from sentinance.errors import MissingInputError
+from sentinance.resources import dbt_project_dir, feature_repo_dir, git
+from sentinance.settings import Settings
 
 log = logging.getLogger(__name__)
 
 TRAINING_EXPERIMENT = "sentinance-forecasting"
 MONITORING_EXPERIMENT = "sentinance-monitoring"
 CHAMPION, CHALLENGER = "champion", "challenger"
-# what the mart and the feature service are built from: a change here changes the features
-DEFINITIONS = ("dbt/dbt_project.yml", "dbt/models", "dbt/macros", "feature_repo")
-SOURCE_TABLES = (("bronze", "candles"), ("silver", "candle_features"))
+SOURCE_TABLES = (CANDLES, CANDLE_FEATURES)  # the lake tables a training set is derived from
 
 
 def client(settings: Settings) -> MlflowClient:
@@ -46,7 +46,7 @@ def experiment(settings: Settings, name: str) -> str:
 def alias_version(settings: Settings, alias: str) -> ModelVersion | None:
     """The version behind ``alias``, or None."""
     try:
-        return client(settings).get_model_version_by_alias(MODEL_NAME, alias)
+        return client(settings).get_model_version_by_alias(FORECASTER.name, alias)
     except MlflowException:
         return None
 
@@ -57,41 +57,49 @@ def serving_version(settings: Settings) -> tuple[ModelVersion, str]:
         version = alias_version(settings, alias)
         if version is not None:
             return version, alias
-        log.info("no %s version of %s", alias, MODEL_NAME)
-    raise LookupError(f"{MODEL_NAME} has neither a {CHAMPION} nor a {CHALLENGER} version: train first")
+        log.info("no %s version of %s", alias, FORECASTER.name)
+    raise MissingInputError(
+        f"{FORECASTER.name} has neither a {CHAMPION} nor a {CHALLENGER} version: run `sentinance train` first"
+    )
 
 
 def load_model(version: ModelVersion) -> PyFuncModel:
-    return mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{version.version}")
+    return mlflow.pyfunc.load_model(f"models:/{FORECASTER.name}/{version.version}")
 
 
-def _git(*args: str) -> str | None:
-    try:
-        done = subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
+def _definitions() -> dict[str, Path]:
+    """What the mart and the feature service are built from, by name: a change here changes the features."""
+    dbt = dbt_project_dir()
+    return {
+        "dbt/dbt_project.yml": dbt / "dbt_project.yml",
+        "dbt/models": dbt / "models",
+        "dbt/macros": dbt / "macros",
+        "feature_repo": feature_repo_dir(),
+    }
 
 
 def definitions_sha256() -> str:
-    """Hash of the dbt project and the Feast repo files (works without git)."""
+    """Hash of the dbt project's and the Feast repo's files (works without git, from an installed wheel too)."""
     digest = hashlib.sha256()
-    for entry in DEFINITIONS:
-        root = REPO_ROOT / entry
-        files = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    for name, root in _definitions().items():
+        files = (
+            [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+        )
         for path in sorted(files):
-            digest.update(str(path.relative_to(REPO_ROOT)).encode())
+            digest.update(f"{name}/{path.relative_to(root)}".encode() if path != root else name.encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
 def lineage(settings: Settings) -> dict[str, str]:
     """Tags that pin what a training run read: source Delta versions, code commit and definitions."""
-    commit = _git("rev-parse", "HEAD")
-    dirty = _git("status", "--porcelain", "--", *DEFINITIONS) if commit else None
+    commit = git("rev-parse", "HEAD")
+    dirty = git("status", "--porcelain", "--", "dbt", "feature_repo") if commit else None
     return {
-        **{f"delta_version.{layer}.{name}": str(lake.version(settings.table_path(layer, name)))
-           for layer, name in SOURCE_TABLES},
+        **{
+            f"delta_version.{table.layer}.{table.name}": str(lake.version(table.path(settings)))
+            for table in SOURCE_TABLES
+        },
         "git_commit": commit or "unknown",
         "git_definitions_dirty": "unknown" if dirty is None else str(bool(dirty)).lower(),
         "definitions_sha256": definitions_sha256(),

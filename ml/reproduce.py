@@ -15,9 +15,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sentinance.config import MODEL_NAME, Settings, get_settings
+from sentinance.catalog import FORECASTER
+from sentinance.errors import MissingInputError
 from sentinance.ml import registry, training_set
 from sentinance.ml.train import TRAIN_PARAMS_TAG, TrainParams, walk_forward
+from sentinance.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -44,22 +46,40 @@ def reproduce(settings: Settings | None, version: str, *, tolerance: float = TOL
     """Retrain ``version`` of the forecaster from its recorded training set and parameters."""
     settings = settings or get_settings()
     client = registry.client(settings)
-    tags = client.get_model_version(MODEL_NAME, version).tags
+    tags = client.get_model_version(FORECASTER.name, version).tags
     missing = {TRAIN_PARAMS_TAG, "training_set_id", "training_set_path", "training_set_delta_version"} - set(tags)
     if missing:
-        raise LookupError(f"{MODEL_NAME} v{version} has no reproducibility records {sorted(missing)}")
+        raise MissingInputError(f"{FORECASTER.name} v{version} has no reproducibility records {sorted(missing)}")
     ref = training_set.TrainingSetRef(
         tags["training_set_id"], tags["training_set_path"], int(tags["training_set_delta_version"]), rows=0
     )
     params = TrainParams.from_json(tags[TRAIN_PARAMS_TAG])
-    recorded = client.get_run(client.get_model_version(MODEL_NAME, version).run_id).data.metrics
+    recorded = client.get_run(client.get_model_version(FORECASTER.name, version).run_id).data.metrics
     retrained = walk_forward(training_set.load(ref), params).metrics
-    errors = {k: abs(v - recorded[k]) / max(abs(recorded[k]), 1e-12)
-              for k, v in retrained.items() if not k.endswith("_train_seconds")}
+    errors = {
+        k: abs(v - recorded[k]) / max(abs(recorded[k]), 1e-12)
+        for k, v in retrained.items()
+        if not k.endswith("_train_seconds")
+    }
     worst = max(errors, key=lambda k: errors[k])
     definitions_changed = tags.get("definitions_sha256") != registry.definitions_sha256()
-    result = ReproduceResult(version, ref.training_set_id, ref.delta_version, len(errors), errors[worst], worst,
-                             tolerance, definitions_changed)
-    log.info("reproduced %s v%s: %d metrics, max relative error %.2e (%s)%s", MODEL_NAME, version, len(errors),
-             errors[worst], worst, "; the definitions changed since" if definitions_changed else "")
+    result = ReproduceResult(
+        version,
+        ref.training_set_id,
+        ref.delta_version,
+        len(errors),
+        errors[worst],
+        worst,
+        tolerance,
+        definitions_changed,
+    )
+    log.info(
+        "reproduced %s v%s: %d metrics, max relative error %.2e (%s)%s",
+        FORECASTER.name,
+        version,
+        len(errors),
+        errors[worst],
+        worst,
+        "; the definitions changed since" if definitions_changed else "",
+    )
     return result

@@ -1,7 +1,7 @@
 """Batch scoring from the Feast online store's latest rows with the registry's aliases.
 
 The champion serves; the challenger, when it is another version, shadow-scores the same
-inputs so the two can be compared on the same targets (:mod:`sentinance.ml.ab_test`).
+inputs so the two can be compared on the same targets (:mod:`sentinance.ml.ab_testing`).
 Without a champion the challenger serves alone. Predictions go to the gold Delta table
 ``predictions`` (Change Data Feed on), merged on (instrument_id, target_time,
 model_version): rescoring the same hour adds no row, and rewrites one (with its new
@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 
-from sentinance import lake, schemas
-from sentinance.config import MODEL_NAME, Settings, get_settings
+from sentinance import lake
+from sentinance.catalog import FORECASTER, PREDICTIONS
 from sentinance.ml import feature_store, registry
 from sentinance.ml.model import to_sequences
+from sentinance.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class ScoreResult:
 
 
 def predictions_path(settings: Settings) -> str:
-    return settings.table_path("gold", "predictions")
+    return PREDICTIONS.path(settings)
 
 
 def predict(version: ModelVersion, alias: str, online: pd.DataFrame, scored_at: pd.Timestamp) -> pd.DataFrame:
@@ -57,7 +58,7 @@ def predict(version: ModelVersion, alias: str, online: pd.DataFrame, scored_at: 
             "target_time": rows["event_timestamp"] + timedelta(hours=1),
             "predicted_log_return": predicted,
             "predicted_close": rows["close"].astype("float64") * np.exp(predicted),
-            "model_name": MODEL_NAME,
+            "model_name": FORECASTER.name,
             "model_version": str(version.version),
             "model_alias": alias,
             "scored_at": scored_at,
@@ -72,22 +73,26 @@ def score_latest(settings: Settings | None = None) -> ScoreResult:
     challenger = registry.alias_version(settings, registry.CHALLENGER)
     shadow = challenger if alias == registry.CHAMPION and challenger and challenger.version != version.version else None
     if alias != registry.CHAMPION:
-        log.warning("no champion yet: shadow scoring with %s v%s (@%s)", MODEL_NAME, version.version, alias)
+        log.warning("no champion yet: shadow scoring with %s v%s (@%s)", FORECASTER.name, version.version, alias)
     instruments = feature_store.query(
-        settings, f"SELECT DISTINCT instrument_id FROM {feature_store.MART_TABLE} ORDER BY instrument_id"
+        settings, f"SELECT DISTINCT instrument_id FROM {FORECASTER.mart} ORDER BY instrument_id"
     )["instrument_id"].tolist()
     online = feature_store.online_features(settings, instruments)
-    scored_at = pd.Timestamp(datetime.now(timezone.utc))
+    scored_at = pd.Timestamp(datetime.now(UTC))
     served = predict(version, alias, online, scored_at)
     frames = [served, *([predict(shadow, registry.CHALLENGER, online, scored_at)] if shadow else [])]
-    result = lake.merge(
-        predictions_path(settings),
+    result = lake.upsert(
+        settings,
+        PREDICTIONS,
         pd.concat(frames, ignore_index=True),
-        keys=schemas.PREDICTION_KEYS,
-        schema=schemas.PREDICTIONS,
         change_column=["predicted_log_return", "model_alias"],
-        configuration={"delta.enableChangeDataFeed": "true"},
     )
-    log.info("scored %d instruments with %s v%s (@%s)%s", len(served), MODEL_NAME, version.version, alias,
-             f", shadow v{shadow.version} (@{registry.CHALLENGER})" if shadow else "")
+    log.info(
+        "scored %d instruments with %s v%s (@%s)%s",
+        len(served),
+        FORECASTER.name,
+        version.version,
+        alias,
+        f", shadow v{shadow.version} (@{registry.CHALLENGER})" if shadow else "",
+    )
     return ScoreResult(len(served), str(version.version), alias, result.version, shadow and str(shadow.version))

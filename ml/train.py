@@ -23,7 +23,7 @@ import json
 import logging
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import timedelta
 from typing import Literal
 
@@ -34,10 +34,11 @@ import torch
 from mlflow.data.delta_dataset_source import DeltaDatasetSource
 from mlflow.models import infer_signature
 
-from sentinance.config import MODEL_NAME, Settings, get_settings, sequence_length
-from sentinance.ml import evaluation, explain, feature_store, plots, promotion, registry, training_set
-from sentinance.ml.model import SEQUENCE_FEATURES, LSTMForecaster, set_seed, to_sequences
-from sentinance.ml.training_set import LABEL, TrainingSetRef
+from sentinance.catalog import FORECASTER
+from sentinance.ml import evaluation, explain, plots, promotion, registry, training_set
+from sentinance.ml.model import LSTMForecaster, set_seed, to_sequences
+from sentinance.ml.training_set import TrainingSetRef
+from sentinance.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ TRAIN_PARAMS_TAG = "train_params"
 class TrainParams:
     """Model, walk-forward and gate settings (defaults: 90 days x 9 instruments in about a minute on 2 cores)."""
 
-    sequence_length: int = field(default_factory=sequence_length)
+    sequence_length: int | None = None  # None: settings.sequence_length
     hidden_size: int = 32
     num_layers: int = 1
     dropout: float = 0.0
@@ -114,8 +115,12 @@ class WalkForward:
         return self.folds[-1]
 
 
-def _fit(model: LSTMForecaster, train: tuple[np.ndarray, np.ndarray], validation: tuple[np.ndarray, np.ndarray],
-         params: TrainParams) -> list[dict[str, float]]:
+def _fit(
+    model: LSTMForecaster,
+    train: tuple[np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray],
+    params: TrainParams,
+) -> list[dict[str, float]]:
     """Adam on the standardized target with early stopping; restores a copy of the best weights."""
     x_train, y_train = (torch.as_tensor(a) for a in train)
     x_val, y_val = (torch.as_tensor(a) for a in validation)
@@ -152,7 +157,7 @@ def _fit(model: LSTMForecaster, train: tuple[np.ndarray, np.ndarray], validation
 
 
 def _xy(part: pd.DataFrame, params: TrainParams) -> tuple[np.ndarray, np.ndarray]:
-    return to_sequences(part, params.sequence_length), part[LABEL].to_numpy(np.float32)
+    return to_sequences(part, params.sequence_length), part[FORECASTER.label].to_numpy(np.float32)
 
 
 def fit_fold(frame: pd.DataFrame, window: evaluation.FoldWindow, params: TrainParams) -> FoldFit:
@@ -160,7 +165,9 @@ def fit_fold(frame: pd.DataFrame, window: evaluation.FoldWindow, params: TrainPa
     parts = {name: frame[mask].reset_index(drop=True) for name, mask in window.masks(frame["event_timestamp"]).items()}
     train, validation = _xy(parts["train"], params), _xy(parts["validation"], params)
     set_seed(params.seed)
-    model = LSTMForecaster(params.sequence_length, SEQUENCE_FEATURES, params.hidden_size, params.num_layers, params.dropout)
+    model = LSTMForecaster(
+        params.sequence_length, FORECASTER.features, params.hidden_size, params.num_layers, params.dropout
+    )
     model.fit_scaling(*train)
     started = time.perf_counter()
     history = _fit(model, train, validation, params)
@@ -168,7 +175,7 @@ def fit_fold(frame: pd.DataFrame, window: evaluation.FoldWindow, params: TrainPa
     test = parts["test"]
     test = test.assign(
         fold=window.index,
-        actual=test[LABEL].astype("float64"),
+        actual=test[FORECASTER.label].astype("float64"),
         lstm=model.predict(to_sequences(test, params.sequence_length)).astype(np.float64),
         persistence=evaluation.persistence_forecast(test),
         ema=evaluation.ema_forecast(test, params.sequence_length, params.ema_span),
@@ -191,12 +198,19 @@ def scored_metrics(rows: pd.DataFrame, scope: str) -> dict[str, float]:
 
 def walk_forward(frame: pd.DataFrame, params: TrainParams) -> WalkForward:
     """Fit and score every fold; metrics per fold (``fold<k>_``), newest fold (``holdout_``), pooled (``cv_``)."""
-    if params.seed is None:
-        raise ValueError("walk_forward needs params.seed (train_and_register takes it from the settings)")
+    if params.seed is None or params.sequence_length is None:
+        raise ValueError(
+            "walk_forward needs params.seed and params.sequence_length (train_and_register takes them "
+            "from the settings)"
+        )
     torch.set_num_threads(params.num_threads)
     windows = evaluation.walk_forward(
-        frame["event_timestamp"], n_folds=params.n_folds, test_fraction=params.test_fraction,
-        validation_fraction=params.validation_fraction, embargo=params.embargo, window=params.window,
+        frame["event_timestamp"],
+        n_folds=params.n_folds,
+        test_fraction=params.test_fraction,
+        validation_fraction=params.validation_fraction,
+        embargo=params.embargo,
+        window=params.window,
     )
     folds = [fit_fold(frame, window, params) for window in windows]
     predictions = pd.concat([f.test for f in folds], ignore_index=True)
@@ -210,7 +224,8 @@ def walk_forward(frame: pd.DataFrame, params: TrainParams) -> WalkForward:
     pooled = evaluation.compare(  # informational: the gate tests the newest fold only
         evaluation.loss(predictions["lstm"], predictions["actual"], params.gate_loss),
         evaluation.loss(predictions["persistence"], predictions["actual"], params.gate_loss),
-        predictions["event_timestamp"], alpha=params.alpha,
+        predictions["event_timestamp"],
+        alpha=params.alpha,
     )
     metrics.update(pooled.as_dict("cv_vs_persistence_"))
     return WalkForward(folds, predictions, metrics)
@@ -218,9 +233,16 @@ def walk_forward(frame: pd.DataFrame, params: TrainParams) -> WalkForward:
 
 def _log_datasets(frame: pd.DataFrame, holdout: pd.DataFrame, ref: TrainingSetRef) -> None:
     source = DeltaDatasetSource(path=ref.path, delta_table_version=ref.delta_version)
-    training = mlflow.data.from_pandas(frame, source=source, targets=LABEL, name=f"training_set_{ref.training_set_id}")
-    evaluated = mlflow.data.from_pandas(holdout.drop(columns="fold"), source=source, targets=LABEL, predictions="lstm",
-                                        name=f"holdout_{ref.training_set_id}")
+    training = mlflow.data.from_pandas(
+        frame, source=source, targets=FORECASTER.label, name=f"training_set_{ref.training_set_id}"
+    )
+    evaluated = mlflow.data.from_pandas(
+        holdout.drop(columns="fold"),
+        source=source,
+        targets=FORECASTER.label,
+        predictions="lstm",
+        name=f"holdout_{ref.training_set_id}",
+    )
     mlflow.log_input(training, context="training")
     mlflow.log_input(evaluated, context="evaluation")
 
@@ -228,7 +250,7 @@ def _log_datasets(frame: pd.DataFrame, holdout: pd.DataFrame, ref: TrainingSetRe
 def _log_model(model: LSTMForecaster, example_x: np.ndarray, params: TrainParams) -> str:
     # torch.export assumes equal-sized dims are the same dim: keep the example's batch
     # size unlike sequence_length and the feature count so the batch stays dynamic
-    batch = next(n for n in range(5, 50) if n not in (params.sequence_length, len(SEQUENCE_FEATURES)))
+    batch = next(n for n in range(5, 50) if n not in (params.sequence_length, len(FORECASTER.features)))
     example = example_x[:batch]
     with warnings.catch_warnings():  # torch.export notes nn.LSTM's flat weights; harmless
         warnings.filterwarnings("ignore", message="The tensor attributes self.lstm._flat_weights")
@@ -237,8 +259,8 @@ def _log_model(model: LSTMForecaster, example_x: np.ndarray, params: TrainParams
             name="model",
             signature=infer_signature(example, model.predict(example)),
             input_example=example,
-            registered_model_name=MODEL_NAME,
-            metadata={"sequence_length": params.sequence_length, "features": list(SEQUENCE_FEATURES)},
+            registered_model_name=FORECASTER.name,
+            metadata={"sequence_length": params.sequence_length, "features": list(FORECASTER.features)},
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}", "numpy"],
         )
     return str(info.registered_model_version)
@@ -259,7 +281,11 @@ def train_and_register(
     settings = settings or get_settings()
     params = params or TrainParams()
     explain_params = explain_params or explain.ExplainParams()
-    params = TrainParams(**{**asdict(params), "seed": settings.seed if params.seed is None else params.seed})
+    params = replace(
+        params,
+        seed=settings.seed if params.seed is None else params.seed,
+        sequence_length=params.sequence_length or settings.sequence_length,
+    )
     lineage = registry.lineage(settings)
 
     frame = training_set.build(settings)
@@ -282,16 +308,19 @@ def train_and_register(
     with mlflow.start_run(run_name=f"lstm-seq{params.sequence_length}-{ref.training_set_id[:8]}") as run:
         window = newest.window
         mlflow.log_params({**asdict(params), **{f"explain_{k}": v for k, v in asdict(explain_params).items()}})
-        mlflow.log_params({
-            "features": ",".join(SEQUENCE_FEATURES),
-            "feature_service": feature_store.FEATURE_SERVICE,
-            "train_start": window.train_start.isoformat(),
-            "train_end": window.validation_end.isoformat(),  # the last hour the registered model was fitted on
-            "holdout_start": window.test_start.isoformat(),
-            "holdout_end": window.test_end.isoformat(),
-            **{f"fold{f.window.index}_test_start": f.window.test_start.isoformat() for f in result.folds},
-            "gate_rule": f"beats persistence and champion: lower mean {params.gate_loss} loss, DM (HLN) and paired t p < {params.alpha}",
-        })
+        mlflow.log_params(
+            {
+                "features": ",".join(FORECASTER.features),
+                "feature_service": FORECASTER.feature_service,
+                "train_start": window.train_start.isoformat(),
+                "train_end": window.validation_end.isoformat(),  # the last hour the registered model was fitted on
+                "holdout_start": window.test_start.isoformat(),
+                "holdout_end": window.test_end.isoformat(),
+                **{f"fold{f.window.index}_test_start": f.window.test_start.isoformat() for f in result.folds},
+                "gate_rule": f"beats persistence and champion: lower mean {params.gate_loss} loss, "
+                f"DM (HLN) and paired t p < {params.alpha}",
+            }
+        )
         mlflow.set_tags(records)
         _log_epochs(result)
         mlflow.log_metrics({**result.metrics, **gate.metrics()})
@@ -303,19 +332,27 @@ def train_and_register(
         test_x = to_sequences(newest.test, params.sequence_length)
         recent = newest.test.tail(explain_params.lime_instances)  # the newest hour's rows come last
         labels = [f"{r.instrument_id} at {r.event_timestamp:%Y-%m-%d %H:%M}" for r in recent.itertuples()]
-        explain.log_explanations(newest.model, newest.train_x, test_x, test_x[-len(recent):], labels, explain_params,
-                                 params.seed)
+        explain.log_explanations(
+            newest.model, newest.train_x, test_x, test_x[-len(recent) :], labels, explain_params, params.seed
+        )
         version = _log_model(newest.model, newest.train_x, params)
 
     client = registry.client(settings)
     aliases = [registry.CHALLENGER, *([registry.CHAMPION] if gate.promoted else [])]
     for alias in aliases:
-        client.set_registered_model_alias(MODEL_NAME, alias, version)
+        client.set_registered_model_alias(FORECASTER.name, alias, version)
     for key, value in records.items():
-        client.set_model_version_tag(MODEL_NAME, version, key, value)
+        client.set_model_version_tag(FORECASTER.name, version, key, value)
     metrics = result.metrics
     log.info(
         "registered %s v%s (%s): LSTM/persistence MAPE %.4f (holdout), %.4f (all folds); gate: %s",
-        MODEL_NAME, version, ", ".join(aliases), metrics["holdout_mape_ratio"], metrics["cv_mape_ratio"], gate.reason,
+        FORECASTER.name,
+        version,
+        ", ".join(aliases),
+        metrics["holdout_mape_ratio"],
+        metrics["cv_mape_ratio"],
+        gate.reason,
     )
-    return TrainResult(MODEL_NAME, version, tuple(aliases), metrics, run.info.run_id, ref.training_set_id, gate.report())
+    return TrainResult(
+        FORECASTER.name, version, tuple(aliases), metrics, run.info.run_id, ref.training_set_id, gate.report()
+    )

@@ -19,13 +19,14 @@ import pyarrow as pa
 from deltalake import write_deltalake
 
 from sentinance import lake
-from sentinance.config import Settings
+from sentinance.catalog import FORECASTER, TRAINING_SETS
+from sentinance.errors import MissingInputError, SentinanceError
 from sentinance.ml import feature_store
+from sentinance.settings import Settings
 
 log = logging.getLogger(__name__)
 
-LABEL = "next_log_return"
-ID_COLUMN = "training_set_id"
+ID_COLUMN = TRAINING_SETS.keys[0]
 
 
 @dataclass(frozen=True)
@@ -39,21 +40,21 @@ class TrainingSetRef:
 
 
 def table_path(settings: Settings) -> str:
-    return settings.table_path("gold", "training_sets")
+    return TRAINING_SETS.path(settings)
 
 
 def build(settings: Settings) -> pd.DataFrame:
     """Complete labelled mart rows with their point-in-time features from Feast."""
     entity_df = feature_store.query(
         settings,
-        f"SELECT instrument_id, event_timestamp, {LABEL} FROM {feature_store.MART_TABLE} "
-        f"WHERE is_complete AND {LABEL} IS NOT NULL",
+        f"SELECT instrument_id, event_timestamp, {FORECASTER.label} FROM {FORECASTER.mart} "
+        f"WHERE is_complete AND {FORECASTER.label} IS NOT NULL",
     )
     if entity_df.empty:
-        raise ValueError(f"{feature_store.MART_TABLE} has no complete labelled rows to train on")
-    entity_df[LABEL] = entity_df[LABEL].astype("float64")
+        raise MissingInputError(f"{FORECASTER.mart} has no complete labelled rows to train on: land more history")
+    entity_df[FORECASTER.label] = entity_df[FORECASTER.label].astype("float64")
     frame = feature_store.historical_features(settings, entity_df)
-    return frame[sorted(frame.columns)].astype({feature_store.TIMESTAMP: "datetime64[us, UTC]"})
+    return frame[sorted(frame.columns)].astype({FORECASTER.timestamp: "datetime64[us, UTC]"})
 
 
 def content_id(frame: pd.DataFrame) -> str:
@@ -67,11 +68,14 @@ def save(settings: Settings, frame: pd.DataFrame) -> TrainingSetRef:
     """Append ``frame`` under its content id (once); return its id and a Delta version holding it."""
     path = table_path(settings)
     training_set_id = content_id(frame)
-    if lake.exists(path) and not lake.read(path, columns=[ID_COLUMN], filters=[(ID_COLUMN, "=", training_set_id)]).empty:
+    if (
+        lake.exists(path)
+        and not lake.read(path, columns=[ID_COLUMN], filters=[(ID_COLUMN, "=", training_set_id)]).empty
+    ):
         log.info("training set %s is already stored in %s", training_set_id, path)
     else:
         table = pa.Table.from_pandas(frame.assign(**{ID_COLUMN: training_set_id}), preserve_index=False)
-        write_deltalake(path, table, mode="append", partition_by=[ID_COLUMN], schema_mode="merge")
+        write_deltalake(path, table, mode="append", partition_by=list(TRAINING_SETS.partition_by), schema_mode="merge")
         log.info("stored training set %s (%d rows) in %s", training_set_id, len(frame), path)
     return TrainingSetRef(training_set_id, path, lake.version(path), len(frame))
 
@@ -80,9 +84,9 @@ def load(ref: TrainingSetRef) -> pd.DataFrame:
     """The rows of a stored training set, as of its recorded Delta version (time travel)."""
     frame = lake.read(ref.path, filters=[(ID_COLUMN, "=", ref.training_set_id)], version=ref.delta_version)
     if frame.empty:
-        raise LookupError(f"training set {ref.training_set_id} is not in {ref.path} at version {ref.delta_version}")
+        raise SentinanceError(f"training set {ref.training_set_id} is not in {ref.path} at version {ref.delta_version}")
     frame = frame.drop(columns=ID_COLUMN).dropna(axis="columns", how="all")
-    frame = frame[sorted(frame.columns)].sort_values([feature_store.TIMESTAMP, feature_store.ENTITY_KEY], ignore_index=True)
+    frame = frame[sorted(frame.columns)].sort_values([FORECASTER.timestamp, FORECASTER.entity_key], ignore_index=True)
     if content_id(frame) != ref.training_set_id:
-        raise ValueError(f"training set {ref.training_set_id} read back from {ref.path} does not match its hash")
+        raise SentinanceError(f"training set {ref.training_set_id} read back from {ref.path} does not match its hash")
     return frame

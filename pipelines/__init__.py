@@ -1,1 +1,2 @@
-"""Ingestion and orchestration: sources, bronze landing, warehouse load and the Prefect flows."""
+"""Ingestion and orchestration: ``sources/`` (simulator, exchanges), ``landing/`` (bronze),
+``warehouse/`` (Delta -> PostgreSQL loader, the dbt runner) and ``flows/`` (the Prefect flows)."""

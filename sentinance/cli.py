@@ -1,7 +1,8 @@
 """The `sentinance` command: run the lakehouse or one of its stages, show status, serve deployments, open UIs.
 
 Exit codes: 0 success; 1 a stage failed or its inputs are missing (one line on stderr, --debug
-for the traceback); 2 a usage mistake (bad command, option or value); 130 interrupted.
+for the traceback); 2 a usage mistake (bad command, option, value or setting); 130 interrupted.
+Any other failure is a bug and prints its traceback.
 """
 
 from __future__ import annotations
@@ -16,17 +17,15 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sentinance.config import Settings, get_settings
+from sentinance.errors import MissingInputError, SentinanceError, SettingsError
+from sentinance.pipelines.sources import SOURCES
+from sentinance.settings import Settings, configure, get_settings
 
 BIN = Path(sys.executable).parent
 SERVER_START_SECONDS = 90
-
-
-class CommandError(Exception):
-    """A mistake or missing prerequisite the user can fix; printed as one line."""
 
 
 def _utc_hour(text: str) -> datetime:
@@ -34,7 +33,7 @@ def _utc_hour(text: str) -> datetime:
         value = datetime.fromisoformat(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not an ISO date/time: {text!r}") from exc
-    value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     return value.replace(minute=0, second=0, microsecond=0)
 
 
@@ -65,18 +64,23 @@ def _print_result(result: dict) -> int:
 
 # --- preconditions: the one-line answers to running a stage before its inputs exist ---------------
 
-def _require_bronze(settings: Settings) -> None:
-    from sentinance import lake
 
-    if not lake.exists(settings.table_path("bronze", "candles")):
-        raise CommandError(f"no bronze candles in {settings.home} yet: run `sentinance ingest` (or `backfill`) first")
+def _require_bronze(settings: Settings) -> None:
+    from sentinance import catalog, lake
+
+    if not lake.exists(catalog.CANDLES.path(settings)):
+        raise MissingInputError(
+            f"no bronze candles in {settings.home} yet: run `sentinance ingest` (or `backfill`) first"
+        )
 
 
 def _require_table(settings: Settings, table: str, step: str) -> None:
     from sentinance.status import warehouse_tables
 
     if table not in warehouse_tables(settings):
-        raise CommandError(f"no table {table} in the warehouse of {settings.home} yet: run `sentinance {step}` first")
+        raise MissingInputError(
+            f"no table {table} in the warehouse of {settings.home} yet: run `sentinance {step}` first"
+        )
 
 
 def _require_model(settings: Settings) -> None:
@@ -84,13 +88,14 @@ def _require_model(settings: Settings) -> None:
 
     model = model_status(settings)
     if not model or not model["aliases"]:
-        raise CommandError(f"no registered model in {settings.home} yet: run `sentinance train` first")
+        raise MissingInputError(f"no registered model in {settings.home} yet: run `sentinance train` first")
 
 
 # --- stage commands -----------------------------------------------------------------------------
 
+
 def _run(args: argparse.Namespace) -> int:
-    from sentinance.pipelines.lakehouse import lakehouse
+    from sentinance.pipelines.flows.lakehouse import lakehouse
 
     result = lakehouse(end=args.end, days=args.days, full_refresh=args.full_refresh)
     print(result["summary"])
@@ -120,7 +125,7 @@ def _land_chunks(args: argparse.Namespace, windows: list[tuple[datetime | None, 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from sentinance.pipelines.ingest import ingest
+    from sentinance.pipelines.flows.ingest import ingest
 
     results = []
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
@@ -128,10 +133,17 @@ def _land_chunks(args: argparse.Namespace, windows: list[tuple[datetime | None, 
     with _quiet_prefect_console(), progress:
         bar = progress.add_task(f"ingest {args.source} until {windows[-1][1]:%Y-%m-%d %H:%M} UTC", total=len(windows))
         for start, end, days in windows:
-            results.append(ingest.with_options(retries=0)(
-                exchanges=args.exchange, symbols=args.symbol, start=start, end=end, days=days, source=args.source,
-                include_trades=not args.no_trades,
-            ))
+            results.append(
+                ingest(
+                    exchanges=args.exchange,
+                    symbols=args.symbol,
+                    start=start,
+                    end=end,
+                    days=days,
+                    source=args.source,
+                    include_trades=not args.no_trades,
+                )
+            )
             progress.update(bar, advance=1, description=f"landed until {end:%Y-%m-%d %H:%M} UTC")
     return results
 
@@ -146,67 +158,74 @@ def _landed(results: list) -> int:
     for table in ("candles", "trades"):
         landings = [getattr(r, table) for r in results if getattr(r, table) is not None]
         if landings:
-            total = {k: sum(getattr(landing, k) for landing in landings)
-                     for k in ("received", "inserted", "updated", "quarantined")}
-            print(f"bronze {table}: {total['inserted']} inserted, {total['updated']} updated, "
-                  f"{total['quarantined']} quarantined of {total['received']} received")
+            total = {
+                k: sum(getattr(landing, k) for landing in landings)
+                for k in ("received", "inserted", "updated", "quarantined")
+            }
+            print(
+                f"bronze {table}: {total['inserted']} inserted, {total['updated']} updated, "
+                f"{total['quarantined']} quarantined of {total['received']} received"
+            )
     print(f"{len(results)} ingest flow run(s); missing candles: {sum(g['missing'] for r in results for g in r.gaps)}")
     return 0
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from sentinance.pipelines.ingest import default_end
+    from sentinance.pipelines.flows.ingest import default_end
 
     end = args.end or default_end().to_pydatetime()
     start = end - timedelta(days=args.days)
     if args.source == "replay":  # replays the windows of the latest live run: one flow run
         return _landed(_land_chunks(args, [(None, end, args.days)]))
-    return _landed(_land_chunks(args, [(None, e, (e - start) / timedelta(days=1))
-                                       for e in _chunk_ends(start, end, args.chunk_days)]))
+    return _landed(
+        _land_chunks(
+            args, [(None, e, (e - start) / timedelta(days=1)) for e in _chunk_ends(start, end, args.chunk_days)]
+        )
+    )
 
 
 def _backfill(args: argparse.Namespace) -> int:
-    from sentinance.pipelines.ingest import default_end
+    from sentinance.pipelines.flows.ingest import default_end
 
     ends = _chunk_ends(args.start, args.end or default_end().to_pydatetime(), args.chunk_days)
     starts = [args.start, *ends[:-1]]
-    return _landed(_land_chunks(args, [(s, e, (e - s) / timedelta(days=1)) for s, e in zip(starts, ends)]))
+    return _landed(_land_chunks(args, [(s, e, (e - s) / timedelta(days=1)) for s, e in zip(starts, ends, strict=True)]))
 
 
 def _features(args: argparse.Namespace) -> int:
-    from sentinance.pipelines.stages import features
+    from sentinance.pipelines.flows.stages import features
 
     _require_bronze(get_settings())
-    return _print_result(features.with_options(retries=0)(full_refresh=args.full_refresh))
+    return _print_result(features(full_refresh=args.full_refresh))
 
 
 def _marts(args: argparse.Namespace) -> int:
-    from sentinance.pipelines.stages import marts
+    from sentinance.pipelines.flows.stages import marts
 
     _require_table(get_settings(), "lake.candle_features", "features")
-    return _print_result(marts.with_options(retries=0)(end=args.end, full_refresh=args.full_refresh))
+    return _print_result(marts(end=args.end, full_refresh=args.full_refresh))
 
 
 def _train(args: argparse.Namespace) -> int:
-    from sentinance.ml.feature_store import MART_TABLE
-    from sentinance.pipelines.stages import train
+    from sentinance.catalog import FORECASTER
+    from sentinance.pipelines.flows.stages import train
 
-    _require_table(get_settings(), MART_TABLE, "marts")
-    return _print_result(train.with_options(retries=0)())
+    _require_table(get_settings(), FORECASTER.mart, "marts")
+    return _print_result(train())
 
 
 def _score(args: argparse.Namespace) -> int:
-    from sentinance.pipelines.stages import score
+    from sentinance.pipelines.flows.stages import score
 
     _require_model(get_settings())
-    return _print_result(score.with_options(retries=0)())
+    return _print_result(score())
 
 
 def _monitor(args: argparse.Namespace) -> int:
-    from sentinance.pipelines.stages import monitor
+    from sentinance.pipelines.flows.stages import monitor
 
     _require_model(get_settings())
-    return _print_result(monitor.with_options(retries=0)())
+    return _print_result(monitor())
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -219,12 +238,13 @@ def _status(args: argparse.Namespace) -> int:
 
 # --- servers on loopback --------------------------------------------------------------------------
 
+
 def _check_port(port: int) -> None:
     with socket.socket() as probe:
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
-            raise CommandError(f"port {port} on 127.0.0.1 is in use: pass another --port") from None
+            raise SentinanceError(f"port {port} on 127.0.0.1 is in use: pass another --port") from None
 
 
 def prefect_server_command(port: int) -> list[str]:
@@ -249,15 +269,26 @@ def _ui_mlflow(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     _check_port(args.port)
-    return _exec([
-        str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1",
-        "--backend-store-uri", services.mlflow_tracking_uri(settings),
-        "--default-artifact-root", services.mlflow_artifact_root(settings),
-    ])
+    return _exec(
+        [
+            str(BIN / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(args.port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            services.mlflow_tracking_uri(settings),
+            "--default-artifact-root",
+            services.mlflow_artifact_root(settings),
+        ]
+    )
 
 
 def _ui_dbt_docs(args: argparse.Namespace) -> int:
-    from sentinance.pipelines import marts
+    from sentinance.pipelines.warehouse import marts
 
     settings = get_settings()
     _check_port(args.port)
@@ -268,11 +299,23 @@ def _ui_dbt_docs(args: argparse.Namespace) -> int:
 
 
 def _ui_jupyter(args: argparse.Namespace) -> int:
-    from sentinance.status import REPO_ROOT
+    from sentinance.resources import source_checkout
 
     _check_port(args.port)
-    return _exec([str(BIN / "jupyter"), "lab", "--ip", "127.0.0.1", "--port", str(args.port), "--no-browser",
-                  f"--ServerApp.root_dir={REPO_ROOT / 'notebooks'}"])
+    checkout = source_checkout()
+    root = checkout / "notebooks" if checkout else Path.cwd()  # an installed wheel has no notebooks: the cwd
+    return _exec(
+        [
+            str(BIN / "jupyter"),
+            "lab",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(args.port),
+            "--no-browser",
+            f"--ServerApp.root_dir={root}",
+        ]
+    )
 
 
 def wait_for_http(url: str, seconds: float, process: subprocess.Popen | None = None) -> None:
@@ -282,20 +325,20 @@ def wait_for_http(url: str, seconds: float, process: subprocess.Popen | None = N
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise CommandError(f"the server for {url} exited with code {process.returncode}")
+            raise SentinanceError(f"the server for {url} exited with code {process.returncode}")
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.5)
-    raise CommandError(f"{url} did not answer within {seconds:.0f}s")
+    raise SentinanceError(f"{url} did not answer within {seconds:.0f}s")
 
 
 def _serve(args: argparse.Namespace) -> int:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from sentinance.pipelines import deployments
+    from sentinance.pipelines.flows import deployments
 
     if PREFECT_API_URL.value():
         print(f"serving the deployments on {PREFECT_API_URL.value()}", flush=True)
@@ -321,9 +364,11 @@ def _serve(args: argparse.Namespace) -> int:
 
 # --- parser ---------------------------------------------------------------------------------------
 
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sentinance", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="sentinance", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -333,8 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
         return cmd
 
     def end_option(cmd: argparse.ArgumentParser) -> None:
-        cmd.add_argument("--end", type=_utc_hour, default=None,
-                         help="exclusive end of the window, ISO UTC (default: the current hour)")
+        cmd.add_argument(
+            "--end",
+            type=_utc_hour,
+            default=None,
+            help="exclusive end of the window, ISO UTC (default: the current hour)",
+        )
 
     run = command("run", _run, "run the whole lakehouse flow once (incremental)")
     end_option(run)
@@ -342,25 +391,49 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--full-refresh", action="store_true", help="recompute silver and marts from scratch")
 
     def source_options(cmd: argparse.ArgumentParser, chunk_days: float) -> None:
-        cmd.add_argument("--chunk-days", type=_positive(float), default=chunk_days,
-                         help=f"days per ingest flow run (default {chunk_days:g})")
-        cmd.add_argument("--source", choices=["simulator", "live", "replay"], default="simulator",
-                         help="simulator (default), live exchange APIs (captured), or replay of the captures")
-        cmd.add_argument("--exchange", action="append", metavar="NAME",
-                         help="only this exchange (repeatable; default: binance, coinbase, kraken)")
-        cmd.add_argument("--symbol", action="append", metavar="SYMBOL",
-                         help="only this asset or symbol, e.g. BTC or BTC/USDT (repeatable; default: BTC, ETH, SOL)")
+        cmd.add_argument(
+            "--chunk-days",
+            type=_positive(float),
+            default=chunk_days,
+            help=f"days per ingest flow run (default {chunk_days:g})",
+        )
+        cmd.add_argument(
+            "--source",
+            choices=SOURCES,
+            default="simulator",
+            help="simulator (default), live exchange APIs (captured), or replay of the captures",
+        )
+        cmd.add_argument(
+            "--exchange",
+            action="append",
+            metavar="NAME",
+            help="only this exchange (repeatable; default: every exchange of the universe, SENTINANCE_EXCHANGES)",
+        )
+        cmd.add_argument(
+            "--symbol",
+            action="append",
+            metavar="SYMBOL",
+            help="only this asset or symbol, e.g. BTC or BTC/USDT (repeatable; default: every asset of the "
+            "universe, SENTINANCE_ASSETS)",
+        )
         cmd.add_argument("--no-trades", action="store_true", help="land candles only")
 
-    ingest = command("ingest", _ingest, "land the newest candles and trades into bronze (from each series' "
-                                        "watermark), with a progress bar")
+    ingest = command(
+        "ingest",
+        _ingest,
+        "land the newest candles and trades into bronze (from each series' watermark), with a progress bar",
+    )
     end_option(ingest)
-    ingest.add_argument("--days", type=_positive(float), default=90,
-                        help="history to keep for a new series (default 90)")
+    ingest.add_argument(
+        "--days", type=_positive(float), default=90, help="history to keep for a new series (default 90)"
+    )
     source_options(ingest, 30)
 
-    backfill = command("backfill", _backfill, "(re)land the history of [--start, --end) into bronze, chunk by "
-                                              "chunk, with a progress bar (idempotent)")
+    backfill = command(
+        "backfill",
+        _backfill,
+        "(re)land the history of [--start, --end) into bronze, chunk by chunk, with a progress bar (idempotent)",
+    )
     backfill.add_argument("--start", type=_utc_hour, required=True, help="first hour to land, ISO UTC")
     end_option(backfill)
     source_options(backfill, 7)
@@ -383,8 +456,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_port, default=4200, help="Prefect UI/API port (default 4200)")
     serve.add_argument("--limit", type=_positive(int), default=None, help="at most this many flow runs at once")
 
-    ui = sub.add_parser("ui", help="serve one UI on this state, on 127.0.0.1, until Ctrl-C",
-                        description="Serve one UI on this state, on 127.0.0.1, until Ctrl-C.")
+    ui = sub.add_parser(
+        "ui",
+        help="serve one UI on this state, on 127.0.0.1, until Ctrl-C",
+        description="Serve one UI on this state, on 127.0.0.1, until Ctrl-C.",
+    )
     ui_sub = ui.add_subparsers(dest="ui", required=True, metavar="UI")
     for name, func, port, help_ in [
         ("prefect", _ui_prefect, 4200, "the Prefect UI: flow runs, deployments, schedules"),
@@ -398,29 +474,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from sentinance.pipelines.exchange_http import ExchangeError
-    from sentinance.pipelines.ingest import IngestIncomplete
-    from sentinance.pipelines.marts import MartsBuildError
-
-    return (CommandError, MartsBuildError, ExchangeError, IngestIncomplete, ValueError, LookupError, OSError)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "backfill" and args.start >= (args.end or datetime.now(timezone.utc)):
+    if args.command == "backfill" and args.start >= (args.end or datetime.now(UTC)):
         parser.error(f"backfill: --start {args.start:%Y-%m-%dT%H:%M} is not before --end")
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the parsed command: one line on stderr for what the user can fix, a traceback for a bug."""
     try:
+        configure(get_settings())  # before any tool is imported: telemetry off, Prefect's home in the state dir
         return args.func(args)
     except KeyboardInterrupt:
         print("sentinance: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:
-        if args.debug or not isinstance(exc, _user_errors()):
+    except SentinanceError as exc:  # a bug is anything else: it keeps its traceback
+        if args.debug:
             raise
         print(f"sentinance {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, SettingsError) else 1
 
 
 if __name__ == "__main__":

@@ -1,18 +1,22 @@
 """Delta Lake IO through delta-rs: create-or-merge by key, reads, versions.
 
-Every layer writes through :func:`merge`, so reruns are idempotent: a row whose key
-exists is updated only when its content changed, otherwise nothing is written.
+Every layer writes through :func:`merge` (:func:`upsert` for a catalog table), so reruns are
+idempotent: a row whose key exists is updated only when its content changed, otherwise nothing
+is written.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import pandas as pd
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
+
+from sentinance.catalog import Table
+from sentinance.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,10 @@ def merge(
     table = _to_arrow(data, schema)
     if not exists(path):
         write_deltalake(
-            path, table, mode="error", partition_by=list(partition_by) if partition_by else None,
+            path,
+            table,
+            mode="error",
+            partition_by=list(partition_by) if partition_by else None,
             configuration=configuration,
         )
         return MergeResult(inserted=table.num_rows, updated=0, version=DeltaTable(path).version())
@@ -86,8 +93,13 @@ def merge(
     )
 
 
-def append(path: str, data: pa.Table | pd.DataFrame, *, schema: pa.Schema | None = None,
-           partition_by: Sequence[str] | None = None) -> int:
+def append(
+    path: str,
+    data: pa.Table | pd.DataFrame,
+    *,
+    schema: pa.Schema | None = None,
+    partition_by: Sequence[str] | None = None,
+) -> int:
     """Append rows (for logs such as quarantine); returns the rows written."""
     table = _to_arrow(data, schema)
     if table.num_rows or not exists(path):
@@ -105,3 +117,29 @@ def row_count(path: str) -> int:
     if not exists(path):
         return 0
     return DeltaTable(path).to_pyarrow_dataset().count_rows()
+
+
+def upsert(
+    settings: Settings,
+    table: Table,
+    data: pa.Table | pd.DataFrame,
+    *,
+    change_column: str | Sequence[str] | None = None,
+    delete_missing: bool = False,
+) -> MergeResult:
+    """:func:`merge` into a catalog table, with its keys, schema, partitioning and properties."""
+    return merge(
+        table.path(settings),
+        data,
+        table.keys,
+        schema=table.schema,
+        partition_by=table.partition_by,
+        change_column=change_column,
+        configuration=table.configuration,
+        delete_missing=delete_missing,
+    )
+
+
+def log(settings: Settings, table: Table, data: pa.Table | pd.DataFrame) -> int:
+    """:func:`append` to a catalog table that is a log (no keys)."""
+    return append(table.path(settings), data, schema=table.schema, partition_by=table.partition_by)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from urllib.parse import parse_qs, unquote, urlparse
 
-from sentinance.config import Settings, get_settings
+from sentinance.errors import SettingsError
+from sentinance.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def parse_database_url(url: str) -> PgParams:
     """Parse ``postgresql://user:pw@host:port/db`` or the socket form ``...@/db?host=/dir``."""
     parsed = urlparse(url)
     if parsed.scheme not in ("postgresql", "postgres"):
-        raise ValueError(f"SENTINANCE_DATABASE_URL must be a postgresql:// URL, got {url!r}")
+        raise SettingsError(f"SENTINANCE_DATABASE_URL must be a postgresql:// URL, got {url!r}")
     query = parse_qs(parsed.query)
     host = query.get("host", [parsed.hostname or "localhost"])[0]
     return PgParams(
@@ -68,7 +69,7 @@ def parse_database_url(url: str) -> PgParams:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _embedded_postgres(datadir: str) -> str:
     import pgserver
 

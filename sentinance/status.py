@@ -8,35 +8,26 @@ from datetime import datetime
 from pathlib import Path
 
 from sentinance import lake, services
-from sentinance.config import MODEL_NAME, Settings
+from sentinance.catalog import FORECASTER, TABLES
+from sentinance.settings import Settings
 
-DELTA_TABLES = [
-    ("bronze", "candles"),
-    ("bronze", "trades"),
-    ("bronze", "quarantine_candles"),
-    ("bronze", "quarantine_trades"),
-    ("bronze", "gap_report"),
-    ("bronze", "simulator_labels"),
-    ("bronze", "simulator_trade_labels"),
-    ("silver", "candle_features"),
-    ("silver", "cross_exchange_features"),
-    ("gold", "anomalies"),
-    ("gold", "training_sets"),
-    ("gold", "predictions"),
-]
-REPO_ROOT = Path(__file__).resolve().parent.parent
 # the registered version's headline out-of-sample figures (newest walk-forward fold and pooled)
 SUMMARY_METRICS = (
-    "holdout_lstm_mape", "holdout_persistence_mape", "holdout_mape_ratio", "cv_mape_ratio",
-    "holdout_lstm_directional_accuracy", "holdout_lstm_mae", "holdout_persistence_mae",
+    "holdout_lstm_mape",
+    "holdout_persistence_mape",
+    "holdout_mape_ratio",
+    "cv_mape_ratio",
+    "holdout_lstm_directional_accuracy",
+    "holdout_lstm_mae",
+    "holdout_persistence_mae",
 )
 
 
 def _delta_status(settings: Settings) -> list[dict]:
     rows = []
-    for layer, name in DELTA_TABLES:
-        path = settings.table_path(layer, name)
-        rows.append({"table": f"delta:{layer}/{name}", "version": lake.version(path), "rows": lake.row_count(path)})
+    for table in TABLES:
+        path = table.path(settings)
+        rows.append({"table": f"delta:{table.id}", "version": lake.version(path), "rows": lake.row_count(path)})
     return rows
 
 
@@ -55,8 +46,10 @@ def warehouse_tables(settings: Settings) -> list[str]:
 def _postgres_status(settings: Settings) -> list[dict]:
     names = warehouse_tables(settings)
     with services.connect(settings) as conn:
-        return [{"table": f"postgres:{n}", "version": None,
-                 "rows": conn.execute(f"SELECT count(*) FROM {n}").fetchone()[0]} for n in names]
+        return [
+            {"table": f"postgres:{n}", "version": None, "rows": conn.execute(f"SELECT count(*) FROM {n}").fetchone()[0]}
+            for n in names
+        ]
 
 
 def model_status(settings: Settings) -> dict | None:
@@ -64,19 +57,22 @@ def model_status(settings: Settings) -> dict | None:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(tracking_uri=services.mlflow_tracking_uri(settings),
-                          registry_uri=services.mlflow_tracking_uri(settings))
+    client = MlflowClient(
+        tracking_uri=services.mlflow_tracking_uri(settings), registry_uri=services.mlflow_tracking_uri(settings)
+    )
     try:
-        model = client.get_registered_model(MODEL_NAME)
+        model = client.get_registered_model(FORECASTER.name)
     except MlflowException:
         return None
     versions = {}
     for alias, version in sorted(model.aliases.items()):
-        run_id = client.get_model_version(MODEL_NAME, version).run_id
+        run_id = client.get_model_version(FORECASTER.name, version).run_id
         metrics = client.get_run(run_id).data.metrics if run_id else {}
-        versions[alias] = {"version": version, "metrics": {k: round(metrics[k], 6) for k in SUMMARY_METRICS
-                                                           if k in metrics}}
-    return {"name": MODEL_NAME, "aliases": versions}
+        versions[alias] = {
+            "version": version,
+            "metrics": {k: round(metrics[k], 6) for k in SUMMARY_METRICS if k in metrics},
+        }
+    return {"name": FORECASTER.name, "aliases": versions}
 
 
 def ui_commands(settings: Settings) -> dict[str, str]:
@@ -92,8 +88,15 @@ def ui_commands(settings: Settings) -> dict[str, str]:
 
 def _run_row(flow: str, run) -> dict:
     seconds = (run.end_time - run.start_time).total_seconds() if run.start_time and run.end_time else None
-    return {"flow": flow, "run": run.name, "state": run.state_name, "start_time": run.start_time,
-            "end_time": run.end_time, "seconds": seconds}
+    return {
+        "id": str(run.id),
+        "flow": flow,
+        "run": run.name,
+        "state": run.state_name,
+        "start_time": run.start_time,
+        "end_time": run.end_time,
+        "seconds": seconds,
+    }
 
 
 def _runs_from_api(limit: int) -> list[dict]:
@@ -102,8 +105,11 @@ def _runs_from_api(limit: int) -> list[dict]:
     from prefect.client.schemas.sorting import FlowRunSort
 
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(is_null_=False)),
-                                     sort=FlowRunSort.START_TIME_DESC, limit=limit)
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(is_null_=False)),
+            sort=FlowRunSort.START_TIME_DESC,
+            limit=limit,
+        )
         ids = list({run.flow_id for run in runs})
         named = client.read_flows(flow_filter=FlowFilter(id=FlowFilterId(any_=ids))) if ids else []
         flows = {f.id: f.name for f in named}
@@ -118,11 +124,15 @@ async def _runs_from_database(limit: int) -> list[dict]:
 
     async with provide_database_interface().session_context() as session:
         runs = await models.flow_runs.read_flow_runs(
-            session=session, flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(is_null_=False)),
-            sort=FlowRunSort.START_TIME_DESC, limit=limit,
+            session=session,
+            flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(is_null_=False)),
+            sort=FlowRunSort.START_TIME_DESC,
+            limit=limit,
         )
-        flows = {flow_id: (await models.flows.read_flow(session=session, flow_id=flow_id)).name
-                 for flow_id in {run.flow_id for run in runs}}
+        flows = {
+            flow_id: (await models.flows.read_flow(session=session, flow_id=flow_id)).name
+            for flow_id in {run.flow_id for run in runs}
+        }
     return [_run_row(flows[run.flow_id], run) for run in runs]
 
 
@@ -143,12 +153,15 @@ def recent_flow_runs(limit: int = 10) -> list[dict]:
     return run_coro_as_sync(_runs_from_database(limit))
 
 
-def collect_status(settings: Settings) -> dict:
+def collect_status(settings: Settings, current_run: str | None = None) -> dict:
+    """Everything :func:`render_summary` shows; ``current_run`` (a flow run id) is the run asking,
+    listed as "this run" rather than by the state it has while it asks (Running)."""
+    runs = [run | {"state": "this run"} if run["id"] == current_run else run for run in recent_flow_runs()]
     return {
         "home": str(settings.home),
         "tables": _delta_status(settings) + _postgres_status(settings),
         "model": model_status(settings),
-        "flow_runs": recent_flow_runs(),
+        "flow_runs": runs,
         "ui": ui_commands(settings),
     }
 

@@ -1,1 +1,2 @@
-"""PySpark jobs: silver features computed from the bronze candles."""
+"""PySpark jobs over the lake: ``features/`` (bronze -> silver indicators) and ``detectors/`` (manipulation
+detectors -> gold), sharing the session (:mod:`.session`) and Delta IO (:mod:`.delta_io`)."""

@@ -34,10 +34,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from sentinance import lake
-from sentinance.config import Settings
+from sentinance.settings import Settings
 
 DELTA_RS, DELTA_SPARK = "delta-rs", "delta-spark"
-BACKENDS = (DELTA_RS, DELTA_SPARK)
 
 
 @dataclass(frozen=True)
@@ -84,23 +83,35 @@ class DeltaIO(Protocol):
     def materialize(self, frame: DataFrame) -> DataFrame:
         """``frame`` computed now; later plans start from its result."""
 
-    def merge(self, frame: DataFrame, path: str, keys: Sequence[str], *, schema: pa.Schema,
-              partition_by: Sequence[str] = (), configuration: dict[str, str] | None = None,
-              change_column: str | Sequence[str] | None = None, delete_missing: bool = False) -> Written:
+    def merge(
+        self,
+        frame: DataFrame,
+        path: str,
+        keys: Sequence[str],
+        *,
+        schema: pa.Schema,
+        partition_by: Sequence[str] = (),
+        configuration: dict[str, str] | None = None,
+        change_column: str | Sequence[str] | None = None,
+        delete_missing: bool = False,
+    ) -> Written:
         """Upsert ``frame`` (cast to ``schema``) on ``keys``, creating the table if missing."""
 
-    def replace(self, frame: DataFrame, path: str, *, schema: pa.Schema, partition_by: Sequence[str] = (),
-                configuration: dict[str, str] | None = None) -> Written:
+    def replace(
+        self,
+        frame: DataFrame,
+        path: str,
+        *,
+        schema: pa.Schema,
+        partition_by: Sequence[str] = (),
+        configuration: dict[str, str] | None = None,
+    ) -> Written:
         """Overwrite the table with ``frame``, schema included."""
 
 
 def delta_io(spark: SparkSession, settings: Settings) -> DeltaIO:
     """The Delta IO of ``settings.delta_backend``."""
-    if settings.delta_backend == DELTA_RS:
-        return DeltaRsIO(spark)
-    if settings.delta_backend == DELTA_SPARK:
-        return ConnectorIO(spark)
-    raise ValueError(f"SENTINANCE_DELTA_BACKEND={settings.delta_backend!r}: expected one of {', '.join(BACKENDS)}")
+    return DeltaRsIO(spark) if settings.delta_backend == DELTA_RS else ConnectorIO(spark)
 
 
 def _cast(frame: DataFrame, schema: pa.Schema) -> DataFrame:
@@ -136,19 +147,49 @@ class DeltaRsIO:
     def materialize(self, frame: DataFrame) -> DataFrame:
         return self.spark.createDataFrame(frame.toArrow())
 
-    def merge(self, frame: DataFrame, path: str, keys: Sequence[str], *, schema: pa.Schema,
-              partition_by: Sequence[str] = (), configuration: dict[str, str] | None = None,
-              change_column: str | Sequence[str] | None = None, delete_missing: bool = False) -> Written:
+    def merge(
+        self,
+        frame: DataFrame,
+        path: str,
+        keys: Sequence[str],
+        *,
+        schema: pa.Schema,
+        partition_by: Sequence[str] = (),
+        configuration: dict[str, str] | None = None,
+        change_column: str | Sequence[str] | None = None,
+        delete_missing: bool = False,
+    ) -> Written:
         rows = _cast(frame, schema).toArrow().cast(schema)
-        merged = lake.merge(path, rows, keys, schema=schema, partition_by=partition_by or None,
-                            change_column=change_column, configuration=configuration, delete_missing=delete_missing)
+        merged = lake.merge(
+            path,
+            rows,
+            keys,
+            schema=schema,
+            partition_by=partition_by or None,
+            change_column=change_column,
+            configuration=configuration,
+            delete_missing=delete_missing,
+        )
         return Written(rows.num_rows, merged.inserted, merged.updated, merged.deleted, merged.version, rows)
 
-    def replace(self, frame: DataFrame, path: str, *, schema: pa.Schema, partition_by: Sequence[str] = (),
-                configuration: dict[str, str] | None = None) -> Written:
+    def replace(
+        self,
+        frame: DataFrame,
+        path: str,
+        *,
+        schema: pa.Schema,
+        partition_by: Sequence[str] = (),
+        configuration: dict[str, str] | None = None,
+    ) -> Written:
         rows = _cast(frame, schema).toArrow().cast(schema)
-        write_deltalake(path, rows, mode="overwrite", schema_mode="overwrite", partition_by=list(partition_by) or None,
-                        configuration=configuration)
+        write_deltalake(
+            path,
+            rows,
+            mode="overwrite",
+            schema_mode="overwrite",
+            partition_by=list(partition_by) or None,
+            configuration=configuration,
+        )
         return Written(rows.num_rows, rows.num_rows, 0, 0, DeltaTable(path).version(), rows)
 
 
@@ -176,25 +217,54 @@ class ConnectorIO:
     def materialize(self, frame: DataFrame) -> DataFrame:
         return frame.localCheckpoint(eager=True)
 
-    def merge(self, frame: DataFrame, path: str, keys: Sequence[str], *, schema: pa.Schema,
-              partition_by: Sequence[str] = (), configuration: dict[str, str] | None = None,
-              change_column: str | Sequence[str] | None = None, delete_missing: bool = False) -> Written:
+    def merge(
+        self,
+        frame: DataFrame,
+        path: str,
+        keys: Sequence[str],
+        *,
+        schema: pa.Schema,
+        partition_by: Sequence[str] = (),
+        configuration: dict[str, str] | None = None,
+        change_column: str | Sequence[str] | None = None,
+        delete_missing: bool = False,
+    ) -> Written:
         rows = self.materialize(_cast(frame, schema))
         count = rows.count()
         if not self.exists(path):
             return self._create(rows, count, path, partition_by, configuration, "CREATE TABLE")
         with _view(rows) as source:
             metrics = self.spark.sql(merge_statement(path, source, keys, change_column, delete_missing)).first()
-        return Written(count, int(metrics["num_inserted_rows"]), int(metrics["num_updated_rows"]),
-                       int(metrics["num_deleted_rows"]), self._version(path), rows)
+        return Written(
+            count,
+            int(metrics["num_inserted_rows"]),
+            int(metrics["num_updated_rows"]),
+            int(metrics["num_deleted_rows"]),
+            self._version(path),
+            rows,
+        )
 
-    def replace(self, frame: DataFrame, path: str, *, schema: pa.Schema, partition_by: Sequence[str] = (),
-                configuration: dict[str, str] | None = None) -> Written:
+    def replace(
+        self,
+        frame: DataFrame,
+        path: str,
+        *,
+        schema: pa.Schema,
+        partition_by: Sequence[str] = (),
+        configuration: dict[str, str] | None = None,
+    ) -> Written:
         rows = self.materialize(_cast(frame, schema))
         return self._create(rows, rows.count(), path, partition_by, configuration, "CREATE OR REPLACE TABLE")
 
-    def _create(self, rows: DataFrame, count: int, path: str, partition_by: Sequence[str],
-                configuration: dict[str, str] | None, create: str) -> Written:
+    def _create(
+        self,
+        rows: DataFrame,
+        count: int,
+        path: str,
+        partition_by: Sequence[str],
+        configuration: dict[str, str] | None,
+        create: str,
+    ) -> Written:
         with _view(rows) as source:
             self.spark.sql(create_statement(create, path, source, partition_by, configuration))
         return Written(count, count, 0, 0, self._version(path), rows)
@@ -210,8 +280,9 @@ def _table(path: str) -> str:
     return "delta.`" + path.replace("`", "``") + "`"
 
 
-def merge_statement(path: str, source: str, keys: Sequence[str], change_column: str | Sequence[str] | None,
-                    delete_missing: bool) -> str:
+def merge_statement(
+    path: str, source: str, keys: Sequence[str], change_column: str | Sequence[str] | None, delete_missing: bool
+) -> str:
     """The connector's ``MERGE INTO`` of the view ``source`` into the table at ``path``."""
     changed = [change_column] if isinstance(change_column, str) else list(change_column or ())
     matched = f" AND ({' OR '.join(f't.`{c}` <> s.`{c}`' for c in changed)})" if changed else ""
@@ -223,14 +294,18 @@ def merge_statement(path: str, source: str, keys: Sequence[str], change_column: 
     )
 
 
-def create_statement(create: str, path: str, source: str, partition_by: Sequence[str],
-                     configuration: dict[str, str] | None) -> str:
+def create_statement(
+    create: str, path: str, source: str, partition_by: Sequence[str], configuration: dict[str, str] | None
+) -> str:
     """``create`` (``CREATE TABLE`` or ``CREATE OR REPLACE TABLE``) the table at ``path`` as the
     view ``source``, with its partitioning and properties in the first commit."""
     partitioned = f" PARTITIONED BY ({', '.join(f'`{c}`' for c in partition_by)})" if partition_by else ""
     properties = ", ".join(f"'{key}' = '{value}'" for key, value in (configuration or {}).items())
-    return (f"{create} {_table(path)} USING DELTA{partitioned}"
-            + (f" TBLPROPERTIES ({properties})" if properties else "") + f" AS SELECT * FROM {source}")
+    return (
+        f"{create} {_table(path)} USING DELTA{partitioned}"
+        + (f" TBLPROPERTIES ({properties})" if properties else "")
+        + f" AS SELECT * FROM {source}"
+    )
 
 
 @contextmanager

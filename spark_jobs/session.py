@@ -11,7 +11,7 @@ import sys
 
 from pyspark.sql import SparkSession
 
-from sentinance.config import Settings
+from sentinance.settings import Settings
 from sentinance.spark_jobs.delta_io import DELTA_SPARK
 
 _LOCAL_CONF = {
@@ -46,6 +46,8 @@ def get_spark(settings: Settings) -> SparkSession:
             os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     if settings.delta_backend == DELTA_SPARK:
         conf |= _DELTA_SPARK_CONF
+        if settings.delta_spark_jars:  # local jar files; a cluster may provide them instead
+            conf["spark.jars"] = ",".join(str(jar) for jar in settings.delta_spark_jars)
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

@@ -1,45 +1,83 @@
-"""Shared fixtures: every test session gets its own state dir (lake, PostgreSQL, MLflow, Feast)."""
+"""Shared fixtures of every tier. The session gets its own state dir (lake, PostgreSQL, MLflow, Feast,
+Prefect); tests that need a clean one take ``fresh_settings``.
+
+Tiers are folders, and each test is marked with its folder's name (``pytest -m unit``):
+
+- ``unit``: code alone, no server and no engine;
+- ``data``: the landing contracts (Great Expectations) on good and bad data;
+- ``integration``: one stage against the real engines (Delta, Spark, PostgreSQL, dbt, Feast, Prefect);
+- ``model``: training, evaluation, the gate, and the model's behaviour;
+- ``e2e``: the whole flow, the CLI, the notebooks and the UIs.
+"""
 
 from __future__ import annotations
 
-import os
+import sys
 import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-# Must precede any import of sentinance: the package derives PREFECT_HOME etc. from it.
-os.environ["SENTINANCE_HOME"] = tempfile.mkdtemp(prefix="sentinance-test-")
+import numpy as np
+import pandas as pd
+import pytest
 
-from datetime import datetime, timezone  # noqa: E402
-from pathlib import Path  # noqa: E402
+from sentinance.catalog import FORECASTER, instrument_id
+from sentinance.settings import Settings, configure, get_settings
 
-import pytest  # noqa: E402
+# Before Prefect, Spark or MLflow is imported by a test module: the session's state dir and the
+# tools' environment. Not under pytest's tmp dirs: pytest keeps their root 0700, which the embedded
+# PostgreSQL (run as its own system user when the tests run as root) cannot traverse.
+SESSION = configure(get_settings(home=tempfile.mkdtemp(prefix="sentinance-test-")))
 
-from sentinance.config import Settings, get_settings  # noqa: E402
-
-RECORDED = Path(__file__).parent / "recorded"
-LAKEHOUSE_END = datetime(2026, 1, 20, tzinfo=timezone.utc)
+TIERS = ("unit", "data", "integration", "model", "e2e")
+LAKEHOUSE_END = datetime(2026, 1, 20, tzinfo=UTC)
 LAKEHOUSE_DAYS = 21
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its tier, the folder it lives in under tests/."""
+    root = Path(__file__).parent
+    for item in items:
+        tier = item.path.relative_to(root).parts[0]
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+def new_settings(prefix: str, **overrides) -> Settings:
+    """Settings on an empty state dir of their own (see SESSION for where)."""
+    return get_settings(home=tempfile.mkdtemp(prefix=f"sentinance-{prefix}-"), **overrides)
 
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     """The session's shared state dir (one embedded PostgreSQL for the whole run)."""
-    return get_settings()
+    return SESSION
 
 
 @pytest.fixture
 def fresh_settings() -> Settings:
-    """An empty state dir of the test's own, for tests that need a clean lake.
+    """An empty state dir of the test's own, for tests that need a clean lake."""
+    return new_settings("fresh")
 
-    Not under pytest's tmp_path: that is mode 0700, and pgserver (running PostgreSQL as its
-    own user when the tests run as root) could not use a data directory inside it.
-    """
-    return Settings(home=Path(tempfile.mkdtemp(prefix="sentinance-fresh-")))
+
+@pytest.fixture(scope="session")
+def recorded() -> Path:
+    """Exchange responses as each API sends them (tests/fixtures/recorded/<exchange>/)."""
+    return Path(__file__).parent / "fixtures" / "recorded"
+
+
+@pytest.fixture(scope="session")
+def lakehouse_window() -> tuple[datetime, int]:
+    """(end, days) of the session's lakehouse run."""
+    return LAKEHOUSE_END, LAKEHOUSE_DAYS
 
 
 @pytest.fixture(scope="session")
 def lakehouse_run(settings: Settings) -> dict:
     """One run of the whole `lakehouse` flow on a small window, shared by the tests that need a full lake."""
-    from sentinance.pipelines.lakehouse import lakehouse
+    from sentinance.pipelines.flows.lakehouse import lakehouse
 
     return lakehouse(end=LAKEHOUSE_END, days=LAKEHOUSE_DAYS)
 
@@ -53,11 +91,112 @@ def spark(settings: Settings):
     session.stop()
 
 
+# -- a synthetic training-features mart, for the feature store and the model ----------------------
+
+
+@dataclass(frozen=True)
+class SyntheticMart:
+    """Rows shaped like the mart contract for BTC on three exchanges, ending (exclusive) at ``end``."""
+
+    end: datetime
+    sequence_length: int
+    rows: pd.DataFrame
+
+
+def synthetic_mart(end: datetime, hours: int = 480, sequence_length: int = 8, seed: int = 11) -> pd.DataFrame:
+    """Each exchange's log price is a shared random walk plus a mean-reverting basis (AR(1),
+    phi 0.5), so the next return is partly predictable from ``basis_bps``."""
+    rng = np.random.default_rng(seed)
+    times = pd.date_range(end=end - timedelta(hours=1), periods=hours, freq="h", tz="UTC")
+    market = np.log(30_000) + np.cumsum(rng.normal(0, 0.001, hours))
+    universe = SESSION.universe
+    exchanges = tuple(universe.exchanges)
+    basis = np.zeros((len(exchanges), hours))
+    for t in range(1, hours):
+        basis[:, t] = 0.5 * basis[:, t - 1] + rng.normal(0, 30, len(exchanges))
+    closes = np.exp(market + basis / 1e4)
+    mean_close = closes.mean(axis=0)
+    frames = []
+    for i, exchange in enumerate(exchanges):
+        symbol = universe.symbol(exchange, "BTC")
+        close = pd.Series(closes[i])
+        change = close.diff()
+        gain = change.clip(lower=0).ewm(alpha=1 / 14, adjust=False, min_periods=14).mean()
+        loss = (-change.clip(upper=0)).ewm(alpha=1 / 14, adjust=False, min_periods=14).mean()
+        frame = pd.DataFrame(
+            {
+                FORECASTER.entity_key: instrument_id(exchange, symbol),
+                "exchange": exchange,
+                "symbol": symbol,
+                "asset": "BTC",
+                FORECASTER.timestamp: times,
+                "close": close,
+                "log_return": np.log(close).diff(),
+                "rsi_14": 100 - 100 / (1 + gain / loss),
+                "sma_ratio": close / close.rolling(20).mean() - 1,
+                "basis_bps": (close / mean_close - 1) * 1e4,
+            }
+        )
+        warmup = frame.index < 20
+        for feature in FORECASTER.features:
+            for lag in range(sequence_length):
+                frame[f"{feature}_lag_{lag}"] = frame[feature].shift(lag)
+        frame[FORECASTER.label] = frame["log_return"].shift(-1)
+        lags = [c for c in frame.columns if "_lag_" in c]
+        frame["is_complete"] = ~warmup & frame[lags].notna().all(axis=1)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)[FORECASTER.mart_columns(sequence_length)]
+
+
+def write_mart(settings: Settings, mart: pd.DataFrame) -> None:
+    """(Re)create the mart table with ``mart``'s rows."""
+    from sentinance import services
+
+    types = {FORECASTER.timestamp: "timestamptz", "is_complete": "boolean"}
+    columns = ", ".join(
+        f"{c} {types.get(c, 'text' if mart[c].dtype == object else 'double precision')}" for c in mart.columns
+    )
+    schema = FORECASTER.mart.split(".")[0]
+    with services.connect(settings) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        cur.execute(f"DROP TABLE IF EXISTS {FORECASTER.mart}")
+        cur.execute(f"CREATE TABLE {FORECASTER.mart} ({columns})")
+        rows = mart.astype(object).where(mart.notna(), None).itertuples(index=False)
+        with cur.copy(f"COPY {FORECASTER.mart} ({', '.join(mart.columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+
+@pytest.fixture(scope="session")
+def synthetic_training_set() -> pd.DataFrame:
+    """The synthetic mart's complete, labelled rows (sequence length 8), as a training set has them."""
+    rows = synthetic_mart(datetime(2026, 1, 20, tzinfo=UTC), sequence_length=8)
+    labelled = rows[rows["is_complete"] & rows[FORECASTER.label].notna()]
+    return labelled.sort_values([FORECASTER.timestamp, FORECASTER.entity_key], ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def ml_settings() -> Iterator[tuple[Settings, SyntheticMart]]:
+    """A state dir of the module's own (PostgreSQL, Feast, MLflow, lake) holding the synthetic mart at a
+    sequence length of 8; the mart is applied and materialized into the online store."""
+    from sentinance.ml import feature_store
+
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    mart = SyntheticMart(end, 8, synthetic_mart(end, sequence_length=8))
+    settings = new_settings("ml", sequence_length=mart.sequence_length)
+    write_mart(settings, mart.rows)
+    feature_store.apply(settings)
+    feature_store.materialize(settings, end)
+    return settings, mart
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Stop Prefect's ephemeral API server while pytest's output streams are still open.
 
     Prefect stops it at interpreter exit otherwise, logging to a stream pytest has closed.
     """
+    if "prefect" not in sys.modules:  # a tier that never started Prefect
+        return
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
     from prefect.server.api.server import SubprocessASGIServer

@@ -1,8 +1,8 @@
 {#- Use a model's custom schema as is (staging, marts) rather than dbt's default <target>_<custom>. -#}
 {% macro generate_schema_name(custom_schema_name, node) -%}
-    {%- if custom_schema_name is none -%}
+{%- if custom_schema_name is none -%}
         {{ target.schema }}
     {%- else -%}
-        {{ custom_schema_name | trim }}
-    {%- endif -%}
+{{ custom_schema_name | trim }}
+{%- endif -%}
 {%- endmacro %}

@@ -22,10 +22,12 @@ select
 
 from {{ ref('fct_daily_metrics') }} as daily
 full outer join hourly
-    on hourly.instrument_id = daily.instrument_id
-    and hourly.date_day = daily.date_day
+    on
+        daily.instrument_id = hourly.instrument_id
+        and daily.date_day = hourly.date_day
 
-where daily.instrument_id is null
+where
+    daily.instrument_id is null
     or daily.hours_observed <> coalesce(hourly.hours_observed, 0)
     or daily.trade_count <> coalesce(hourly.trade_count, 0)
     or abs(daily.volume - coalesce(hourly.volume, 0)) > 1e-9 * greatest(abs(daily.volume), 1)

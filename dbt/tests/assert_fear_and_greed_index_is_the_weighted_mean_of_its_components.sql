@@ -6,10 +6,10 @@ with scores as (
     select
         date_day,
         fear_greed_index,
-        {%- for name, weight in weights.items() %}
-        {{ weight }} * {{ name }}_score as weighted_{{ name }},
-        case when {{ name }}_score is not null then {{ weight }} end as weight_{{ name }}{{ ',' if not loop.last }}
-        {%- endfor %}
+    {%- for name, weight in weights.items() %}
+    {{ weight }} * {{ name }}_score as weighted_{{ name }},
+    case when {{ name }}_score is not null then {{ weight }} end as weight_{{ name }}{{ ',' if not loop.last }}
+    {%- endfor %}
     from {{ ref('fct_fear_and_greed') }}
 
 ),
@@ -20,8 +20,17 @@ expected as (
         date_day,
         fear_greed_index,
         round(
-            ({% for name in weights %}coalesce(weighted_{{ name }}, 0){{ ' + ' if not loop.last }}{% endfor %})
-            / nullif({% for name in weights %}coalesce(weight_{{ name }}, 0){{ ' + ' if not loop.last }}{% endfor %}, 0)
+            (
+                {% for name in weights %}coalesce(
+                    weighted_{{ name }}, 0
+                ){{ ' + ' if not loop.last }}{% endfor %}
+            )
+            / nullif(
+                {% for name in weights %}coalesce(
+                    weight_{{ name }}, 0
+                ){{ ' + ' if not loop.last }}{% endfor %},
+                0
+            )
         ) as expected_index
     from scores
 

@@ -13,7 +13,8 @@ select
 
 from features as current_hour
 left join features as following_hour
-    on following_hour.instrument_id = current_hour.instrument_id
-    and following_hour.event_timestamp = current_hour.event_timestamp + interval '1 hour'
+    on
+        current_hour.instrument_id = following_hour.instrument_id
+        and following_hour.event_timestamp = current_hour.event_timestamp + interval '1 hour'
 
 where current_hour.next_log_return is distinct from following_hour.log_return

@@ -6,8 +6,8 @@ from {{ model }}
 where {{ column_name }} is not null
   and (
     false
-    {%- if min_value is not none %} or {{ column_name }} < {{ min_value }}{% endif %}
-    {%- if max_value is not none %} or {{ column_name }} > {{ max_value }}{% endif %}
+{%- if min_value is not none %} or {{ column_name }} < {{ min_value }}{% endif %}
+{%- if max_value is not none %} or {{ column_name }} > {{ max_value }}{% endif %}
   )
 
 {% endtest %}

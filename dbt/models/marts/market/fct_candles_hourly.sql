@@ -23,17 +23,25 @@ candles as (
 {% if is_incremental() -%}
 changed as (
 
-    select instrument_id, open_time
+    select
+        candles.instrument_id,
+        candles.open_time
     from candles
-    where ingested_at > (select coalesce(max(ingested_at), '-infinity') from {{ this }})
+    where candles.ingested_at > (select coalesce(max(built.ingested_at), '-infinity') from {{ this }} as built)
 
 ),
 
 affected as (
 
-    select instrument_id, open_time from changed
+    select
+        instrument_id,
+        open_time
+    from changed
     union
-    select instrument_id, open_time + interval '1 hour' from changed
+    select
+        instrument_id,
+        open_time + interval '1 hour' as open_time
+    from changed
 
 ),
 
@@ -59,14 +67,16 @@ final as (
         candles.ingested_at
 
     from candles
-    {%- if is_incremental() %}
+    {% if is_incremental() %}
     inner join affected
-        on affected.instrument_id = candles.instrument_id
-        and affected.open_time = candles.open_time
-    {%- endif %}
+        on
+            candles.instrument_id = affected.instrument_id
+            and candles.open_time = affected.open_time
+    {% endif %}
     left join candles as previous
-        on previous.instrument_id = candles.instrument_id
-        and previous.open_time = candles.open_time - interval '1 hour'
+        on
+            candles.instrument_id = previous.instrument_id
+            and candles.open_time - interval '1 hour' = previous.open_time
 
 )
 

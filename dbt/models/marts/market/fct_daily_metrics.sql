@@ -27,14 +27,29 @@ hourly as (
 
 rebuild_from as (
 
-    select instrument_id, exchange, symbol, asset, min(date_day) as first_day
+    select
+        instrument_id,
+        exchange,
+        symbol,
+        asset,
+        min(date_day) as first_day
     from (
-        select instrument_id, exchange, symbol, asset, date_day
+        select
+            instrument_id,
+            exchange,
+            symbol,
+            asset,
+            date_day
         from hourly
         {%- if is_incremental() %}
-        where ingested_at > (select coalesce(max(last_ingested_at), '-infinity') from {{ this }})
+        where ingested_at > (select coalesce(max(built.last_ingested_at), '-infinity') from {{ this }} as built)
         union all
-        select instrument_id, exchange, symbol, asset, max(date_day)
+        select
+            instrument_id,
+            exchange,
+            symbol,
+            asset,
+            max(date_day) as date_day
         from {{ this }}
         group by instrument_id, exchange, symbol, asset
         {%- endif %}
@@ -81,8 +96,9 @@ daily as (
 
     from hourly
     inner join rebuild_from
-        on rebuild_from.instrument_id = hourly.instrument_id
-        and hourly.date_day >= rebuild_from.first_day - 1
+        on
+            hourly.instrument_id = rebuild_from.instrument_id
+            and hourly.date_day >= rebuild_from.first_day - 1
     group by hourly.instrument_id, hourly.date_day
 
 ),
@@ -113,8 +129,9 @@ final as (
 
     from spine
     left join daily
-        on daily.instrument_id = spine.instrument_id
-        and daily.date_day = spine.date_day
+        on
+            spine.instrument_id = daily.instrument_id
+            and spine.date_day = daily.date_day
     window by_day as (partition by spine.instrument_id order by spine.date_day)
 
 )

@@ -21,7 +21,7 @@ market as (
         max(realized_volatility_24h) filter (where asset = '{{ fg.reference_asset }}') as realized_volatility,
         sum(quote_volume_24h) as quote_volume,
         max(quote_volume_24h) filter (where asset = '{{ fg.reference_asset }}')
-            / nullif(sum(quote_volume_24h), 0) as dominance
+        / nullif(sum(quote_volume_24h), 0) as dominance
 
     from assets
     group by date_day
@@ -55,18 +55,28 @@ signals as (
 
     select
         *,
-        case when history_days >= {{ fg.min_history_days }} then
-            (ln(nullif(realized_volatility, 0) / volatility_avg_30d)
-             + ln(nullif(realized_volatility, 0) / volatility_avg_90d)) / 2
+        case
+            when history_days >= {{ fg.min_history_days }}
+                then
+                    (
+                        ln(nullif(realized_volatility, 0) / volatility_avg_30d)
+                        + ln(nullif(realized_volatility, 0) / volatility_avg_90d)
+                    ) / 2
         end as volatility_signal,
-        case when history_days >= {{ fg.min_history_days }} then
-            (ln(close / close_avg_30d) + ln(close / close_avg_90d)) / 2
+        case
+            when history_days >= {{ fg.min_history_days }}
+                then
+                    (ln(close / close_avg_30d) + ln(close / close_avg_90d)) / 2
         end as momentum_signal,
-        case when history_days >= {{ fg.min_history_days }} then
-            (ln(nullif(quote_volume, 0) / volume_avg_30d) + ln(nullif(quote_volume, 0) / volume_avg_90d)) / 2
+        case
+            when history_days >= {{ fg.min_history_days }}
+                then
+                    (ln(nullif(quote_volume, 0) / volume_avg_30d) + ln(nullif(quote_volume, 0) / volume_avg_90d)) / 2
         end as volume_signal,
-        case when history_days >= {{ fg.min_history_days }} then
-            dominance_avg_7d - dominance_avg_30d
+        case
+            when history_days >= {{ fg.min_history_days }}
+                then
+                    dominance_avg_7d - dominance_avg_30d
         end as dominance_signal
 
     from averaged
@@ -97,8 +107,8 @@ indexed as (
         ) / nullif(
             {%- for c in components %}
             case when {{ c }}_score is not null then {{ fg.weights[c] }} else 0 end{{ ' +' if not loop.last }}
-            {%- endfor %}
-        , 0) as index_value
+            {%- endfor %}, 0
+        ) as index_value
 
     from scored
 

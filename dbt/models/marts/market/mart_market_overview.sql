@@ -50,13 +50,13 @@ final as (
         ranked.quote_volume,
         ranked.volume_dominance,
         ranked.volume_dominance
-            - lag(ranked.volume_dominance, 7) over (partition by ranked.asset order by ranked.date_day)
+        - lag(ranked.volume_dominance, 7) over (partition by ranked.asset order by ranked.date_day)
             as volume_dominance_change_7d,
         fear_and_greed.fear_greed_index,
         fear_and_greed.fear_greed_label
 
     from ranked
-    left join fear_and_greed on fear_and_greed.date_day = ranked.date_day
+    left join fear_and_greed on ranked.date_day = fear_and_greed.date_day
 
 )
 

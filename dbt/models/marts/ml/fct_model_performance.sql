@@ -17,15 +17,17 @@ predictions as (
     select predictions.*
     from {{ ref('stg_gold__predictions') }} as predictions
     {%- if is_incremental() %}
-    where not exists (
-        select
-        from {{ this }} as built
-        where built.instrument_id = predictions.instrument_id
-            and built.target_time = predictions.target_time
-            and built.model_version = predictions.model_version
-            and built.scored_at = predictions.scored_at
-            and built.is_resolved
-    )
+    where
+        not exists (
+            select
+            from {{ this }} as built
+            where
+                built.instrument_id = predictions.instrument_id
+                and built.target_time = predictions.target_time
+                and built.model_version = predictions.model_version
+                and built.scored_at = predictions.scored_at
+                and built.is_resolved
+        )
     {%- endif %}
 
 ),
@@ -60,11 +62,13 @@ final as (
 
     from predictions
     left join candles as actual
-        on actual.instrument_id = predictions.instrument_id
-        and actual.open_time = predictions.target_time
+        on
+            predictions.instrument_id = actual.instrument_id
+            and predictions.target_time = actual.open_time
     left join candles as latest
-        on latest.instrument_id = predictions.instrument_id
-        and latest.open_time = predictions.feature_time
+        on
+            predictions.instrument_id = latest.instrument_id
+            and predictions.feature_time = latest.open_time
 
 )
 

@@ -8,19 +8,25 @@
     )
 }}
 
-{#- Lags are taken over a gap-free hourly grid, so row offset i is exactly i hours and a
-    missing hour gives null. Incremental runs read each instrument's new hours plus the
-    sequence_length - 1 hours of context their lags need, and rewrite from the
-    instrument's latest loaded hour on (its next_log_return is known once the next hour is). -#}
-{%- set features = ['log_return', 'rsi_14', 'sma_ratio', 'basis_bps'] -%}
-{%- set sequence_length = var('sequence_length', 24) | int -%}
+{#- The features, label, interval and sequence length are the model contract of sentinance's
+    catalog (sentinance_var('model')). Lags are taken over a gap-free grid of the interval, so
+    row offset i is exactly i intervals and a missing candle gives null. Incremental runs read
+    each instrument's new periods plus the sequence_length - 1 periods of context their lags
+    need, and rewrite from the instrument's latest loaded period on (its label is known once
+    the next period is). -#}
+{%- set model = sentinance_var('model') -%}
+{%- set features = model['features'] -%}
+{%- set sequence_length = model['sequence_length'] | int -%}
+{%- set step = "interval '" ~ model['interval_seconds'] ~ " seconds'" -%}
 
 with
 
 {% if is_incremental() -%}
 loaded as (
 
-    select instrument_id, max(event_timestamp) as loaded_until
+    select
+        instrument_id,
+        max(event_timestamp) as loaded_until
     from {{ this }}
     group by instrument_id
 
@@ -30,17 +36,8 @@ loaded as (
 candles as (
 
     select
-        candles.instrument_id,
-        candles.exchange,
-        candles.symbol,
-        candles.asset,
-        candles.event_timestamp,
-        candles.close,
-        candles.log_return,
-        candles.rsi_14,
+        candles.*,  -- every silver feature, so the contract may name any of them
         candles.close / nullif(candles.sma_20, 0) - 1 as sma_ratio,
-        candles.basis_bps,
-        candles.is_warmup,
         {% if is_incremental() -%}
         loaded.loaded_until
         {%- else -%}
@@ -48,24 +45,25 @@ candles as (
         {%- endif %}
 
     from {{ ref('stg_silver__candle_features') }} as candles
-    {%- if is_incremental() %}
-    left join loaded on loaded.instrument_id = candles.instrument_id
-    {%- endif %}
-    where candles.interval = '1h'
-    {%- if is_incremental() %}
-        and (
-            loaded.loaded_until is null
-            or candles.event_timestamp > loaded.loaded_until - interval '{{ sequence_length }} hours'
-        )
-    {%- endif %}
+    {% if is_incremental() %}
+    left join loaded on candles.instrument_id = loaded.instrument_id
+    {% endif %}
+    where
+        candles.interval = '{{ model['interval'] }}'
+    {% if is_incremental() %}
+    and (
+        loaded.loaded_until is null
+        or candles.event_timestamp > loaded.loaded_until - {{ sequence_length }} * {{ step }}
+    )
+    {% endif %}
 
 ),
 
-hours as (
+grid as (
 
     select
         instrument_id,
-        generate_series(min(event_timestamp), max(event_timestamp), interval '1 hour') as event_timestamp
+        generate_series(min(event_timestamp), max(event_timestamp), {{ step }}) as event_timestamp
     from candles
     group by instrument_id
 
@@ -74,8 +72,8 @@ hours as (
 sequenced as (
 
     select
-        hours.instrument_id,
-        hours.event_timestamp,
+        grid.instrument_id,
+        grid.event_timestamp,
         candles.exchange,
         candles.symbol,
         candles.asset,
@@ -85,18 +83,19 @@ sequenced as (
         {% endfor -%}
         {% for feature in features -%}
         {% for i in range(sequence_length) -%}
-        lag(candles.{{ feature }}, {{ i }}) over hourly as {{ feature }}_lag_{{ i }},
+        lag(candles.{{ feature }}, {{ i }}) over periods as {{ feature }}_lag_{{ i }},
         {% endfor -%}
         {% endfor -%}
-        lead(candles.log_return) over hourly as next_log_return,
+        lead(candles.log_return) over periods as {{ model['label'] }},
         candles.is_warmup,
         candles.loaded_until
 
-    from hours
+    from grid
     left join candles
-        on candles.instrument_id = hours.instrument_id
-        and candles.event_timestamp = hours.event_timestamp
-    window hourly as (partition by hours.instrument_id order by hours.event_timestamp)
+        on
+            grid.instrument_id = candles.instrument_id
+            and grid.event_timestamp = candles.event_timestamp
+    window periods as (partition by grid.instrument_id order by grid.event_timestamp)
 
 ),
 
@@ -117,16 +116,17 @@ final as (
         {{ feature }}_lag_{{ i }},
         {% endfor -%}
         {% endfor -%}
-        next_log_return,
+        {{ model['label'] }},
         not is_warmup
-            {%- for feature in features %}
-            {%- for i in range(sequence_length) %}
-            and {{ feature }}_lag_{{ i }} is not null
-            {%- endfor %}
-            {%- endfor %} as is_complete
+        {%- for feature in features %}
+        {%- for i in range(sequence_length) %}
+        and {{ feature }}_lag_{{ i }} is not null
+        {%- endfor %}
+        {%- endfor %} as is_complete
 
     from sequenced
-    where exchange is not null  -- an hour with a candle, not a gap in the grid
+    where
+        exchange is not null  -- an hour with a candle, not a gap in the grid
         and (loaded_until is null or event_timestamp >= loaded_until)
 
 )

@@ -28,8 +28,9 @@ context as (
 
     from anomalies
     left join candles
-        on candles.instrument_id = anomalies.instrument_id
-        and candles.open_time between anomalies.start_time and anomalies.end_time
+        on
+            anomalies.instrument_id = candles.instrument_id
+            and candles.open_time between anomalies.start_time and anomalies.end_time
     group by anomalies.anomaly_id
 
 ),
@@ -58,7 +59,7 @@ final as (
         context.window_quote_volume
 
     from anomalies
-    inner join context on context.anomaly_id = anomalies.anomaly_id
+    inner join context on anomalies.anomaly_id = context.anomaly_id
 
 )
 

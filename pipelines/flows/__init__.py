@@ -1,0 +1,2 @@
+"""The Prefect flows: ``ingest``, the stage flows, ``lakehouse`` and their deployments, composed of the tasks of
+:mod:`.tasks`."""

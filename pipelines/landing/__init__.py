@@ -1,0 +1,1 @@
+"""Landing raw records into the bronze Delta tables through their Great Expectations checkpoints."""

@@ -1,0 +1,273 @@
+"""Landing into bronze: dedupe, lineage, GX checkpoint, idempotent Delta merge, quarantine, gap report.
+
+Bronze keeps one row per candle key (exchange, symbol, interval, open_time) in ``bronze/candles``
+and one row per trade key (exchange, symbol, trade_id) in ``bronze/trades``. A landing:
+
+1. hashes each record's market fields (``payload_hash``, sha256 of canonical JSON) and drops
+   exact duplicates (same key and payload, e.g. overlapping pages), counting them;
+2. adds lineage (source, ingested_at, flow_run_id) and runs the contract's GX checkpoint;
+3. merges the valid rows on the key, rewriting a row only when its payload hash changed (a
+   replay writes nothing, a corrected record is updated in place, late and out-of-order rows
+   simply merge - they are counted as ``late`` when at or before the series' watermark);
+4. then appends the failing rows to ``bronze/quarantine_<table>`` with the expectations they
+   failed and the raw record. Merge first, quarantine second: a retried landing neither loses
+   nor duplicates rows in bronze.
+
+``received == inserted + updated + unchanged + quarantined + duplicates_dropped`` always holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from sentinance import catalog, lake
+from sentinance.catalog import SERIES_KEYS, Table, instrument_id
+from sentinance.expectations import candles as candle_contract
+from sentinance.expectations import trades as trade_contract
+from sentinance.expectations.checkpoint import Contract, validate
+from sentinance.settings import INTERVAL_SECONDS, Series, Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A bronze table, the log its failing rows go to, and the contract its landings pass."""
+
+    table: Table
+    quarantine: Table
+    contract: Contract
+    time: str  # event time, for watermarks and late rows
+    series: list[str]  # columns of one series
+
+    @property
+    def name(self) -> str:
+        return self.table.name
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.table.keys)
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self.table.schema
+
+    @property
+    def market(self) -> list[str]:
+        """The fields hashed into ``payload_hash``: the record as the source sent it."""
+        return list(self.contract.columns)
+
+
+CANDLES = Target(catalog.CANDLES, catalog.QUARANTINE_CANDLES, candle_contract.CANDLES, "open_time", SERIES_KEYS)
+TRADES = Target(catalog.TRADES, catalog.QUARANTINE_TRADES, trade_contract.TRADES, "trade_time", ["exchange", "symbol"])
+
+
+@dataclass(frozen=True)
+class LandingResult:
+    """Counts of one landing; received == inserted + updated + unchanged + quarantined + duplicates_dropped."""
+
+    received: int
+    inserted: int
+    updated: int
+    unchanged: int
+    quarantined: int
+    duplicates_dropped: int
+    bronze_version: int | None
+    late: int = 0  # valid rows at or before their series' watermark (backfilled, replayed or corrected)
+    series: dict[str, dict[str, int]] = field(default_factory=dict)  # instrument_id -> landed / quarantined
+
+    @property
+    def landed(self) -> int:
+        return self.inserted + self.updated + self.unchanged
+
+
+def _json_values(values: pd.Series) -> pd.Series:
+    """Each value as the JSON ``json.dumps`` writes for it (timestamps as isoformat strings, NaN/NA as null)."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        text = pd.Series(
+            np.datetime_as_string(values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("M8[us]"), unit="us"),
+            index=values.index,
+        )
+        text = '"' + text.str.removesuffix(".000000") + '+00:00"'
+    elif pd.api.types.is_float_dtype(values.dtype) or pd.api.types.is_integer_dtype(values.dtype):
+        text = values.astype(str)  # repr of floats and ints, like json.dumps
+    else:  # strings (text() made them str or None): encode each distinct value once
+        codes, uniques = pd.factorize(values)
+        encoded = np.array([json.dumps(v) for v in uniques] + ["null"], dtype=object)
+        return pd.Series(encoded[codes], index=values.index)  # code -1 (missing) picks "null"
+    return text.where(values.notna(), "null")
+
+
+def payload_hashes(records: pd.DataFrame, target: Target = CANDLES) -> pd.Series:
+    """sha256 of each record's market fields as canonical JSON: ``json.dumps`` of the typed values, sorted keys."""
+    typed = target.contract.coerce(records)
+    fields = [
+        (("{" if i == 0 else ", ") + json.dumps(c) + ": " + _json_values(typed[c])).to_numpy()
+        for i, c in enumerate(sorted(target.market))
+    ]
+    hashes = [hashlib.sha256(("".join(row) + "}").encode()).hexdigest() for row in zip(*fields, strict=True)]
+    return pd.Series(hashes, index=records.index, dtype=object)
+
+
+def _per_series(frame: pd.DataFrame) -> pd.Series:
+    if frame.empty:
+        return pd.Series(dtype="int64")
+    ids = [
+        instrument_id(e, s) if isinstance(e, str) and isinstance(s, str) else "unidentified"
+        for e, s in zip(frame["exchange"], frame["symbol"], strict=True)
+    ]
+    return pd.Series(1, index=ids).groupby(level=0).sum()
+
+
+def _late(valid: pd.DataFrame, marks: pd.Series, target: Target) -> int:
+    if valid.empty or marks.empty:
+        return 0
+    mark = valid.join(marks.rename("_mark"), on=target.series)["_mark"]
+    return int((valid[target.time] <= mark).sum())
+
+
+def latest(settings: Settings, target: Target) -> pd.Series:
+    """Latest event time per series in a bronze table (empty without a table)."""
+    path = target.table.path(settings)
+    if not lake.exists(path):
+        return pd.Series(dtype="datetime64[us, UTC]")
+    return lake.read(path, columns=[*target.series, target.time]).groupby(target.series)[target.time].max()
+
+
+def land(
+    settings: Settings, target: Target, records: pd.DataFrame, *, source: str, flow_run_id: str | None
+) -> LandingResult:
+    """Validate a batch of raw records and merge it into ``bronze/<target>`` (quarantining failures)."""
+    received = len(records)
+    batch = records.reset_index(drop=True)
+    batch["payload_hash"] = payload_hashes(batch, target)
+    duplicated = batch["payload_hash"].duplicated()  # the hash covers the key
+    if duplicated.any():
+        log.info("%s: dropping %d exact duplicate records (same key and payload)", target.name, int(duplicated.sum()))
+    batch = batch[~duplicated].assign(
+        source=source, ingested_at=pd.Timestamp.now(tz="UTC").floor("us"), flow_run_id=flow_run_id
+    )
+
+    checked = validate(settings, target.contract, batch)
+    valid = checked.valid.sort_values(target.keys, ignore_index=True)[target.schema.names]
+    late = _late(valid, latest(settings, target), target)
+    inserted = updated = 0
+    version = lake.version(target.table.path(settings))
+    if not valid.empty:
+        merged = lake.upsert(settings, target.table, valid, change_column="payload_hash")
+        inserted, updated, version = merged.inserted, merged.updated, merged.version
+    if len(checked.quarantined):
+        lake.log(settings, target.quarantine, checked.quarantined)
+    landed, quarantined = _per_series(valid), _per_series(checked.quarantined)
+    result = LandingResult(
+        received=received,
+        inserted=inserted,
+        updated=updated,
+        unchanged=len(valid) - inserted - updated,
+        quarantined=len(checked.quarantined),
+        duplicates_dropped=int(duplicated.sum()),
+        bronze_version=version,
+        late=late,
+        series={
+            key: {"landed": int(landed.get(key, 0)), "quarantined": int(quarantined.get(key, 0))}
+            for key in sorted(set(landed.index) | set(quarantined.index))
+        },
+    )
+    log.info("landed %s %s: %s", source, target.name, result)
+    return result
+
+
+def land_candles(settings: Settings, records: pd.DataFrame, *, source: str, flow_run_id: str | None) -> LandingResult:
+    """Validate a batch of raw candles and merge it into ``bronze/candles`` (quarantining failures)."""
+    return land(settings, CANDLES, records, source=source, flow_run_id=flow_run_id)
+
+
+def land_trades(settings: Settings, records: pd.DataFrame, *, source: str, flow_run_id: str | None) -> LandingResult:
+    """Validate a batch of raw trades and merge it into ``bronze/trades`` (quarantining failures)."""
+    return land(settings, TRADES, records, source=source, flow_run_id=flow_run_id)
+
+
+def watermarks(settings: Settings) -> dict[Series, pd.Timestamp]:
+    """Latest open_time per (exchange, symbol, interval) in bronze; empty without a table."""
+    return {key: pd.Timestamp(ts) for key, ts in latest(settings, CANDLES).items()}
+
+
+def series_windows(
+    settings: Settings, series: Iterable[Series], *, end: pd.Timestamp, days: float, start: pd.Timestamp | None = None
+) -> dict[Series, tuple[pd.Timestamp, pd.Timestamp]]:
+    """``[start, end)`` per series: from ``start`` if given, else from its watermark + one interval, or from
+    ``end - days`` when that is later or the series is new (so a run only fetches what bronze lacks)."""
+    marks = watermarks(settings) if start is None else {}
+    windows = {}
+    for key in series:
+        step = pd.Timedelta(seconds=INTERVAL_SECONDS[key[2]])
+        first = start if start is not None else end - pd.Timedelta(days=days)
+        if key in marks:
+            first = max(first, marks[key] + step)
+        windows[key] = (first, end)
+    return windows
+
+
+def find_gaps(
+    settings: Settings, windows: dict[Series, tuple[pd.Timestamp, pd.Timestamp]], *, flow_run_id: str | None
+) -> pd.DataFrame:
+    """Missing candles per series within its window, one row per run of consecutive missing open_times."""
+    rows = []
+    path = catalog.CANDLES.path(settings)
+    windows = {k: w for k, w in windows.items() if w[0] < w[1]}
+    present = pd.DataFrame(columns=[*SERIES_KEYS, "open_time"])
+    if windows and lake.exists(path):
+        earliest = min(w[0] for w in windows.values())
+        present = lake.read(
+            path, columns=[*SERIES_KEYS, "open_time"], filters=[("open_time", ">=", earliest.to_pydatetime())]
+        )
+    by_series = present.groupby(SERIES_KEYS)["open_time"]
+    times = {key: pd.DatetimeIndex(values) for key, values in by_series} if len(present) else {}
+    checked_at = pd.Timestamp.now(tz="UTC").floor("us")
+    for key, (first, end) in sorted(windows.items()):
+        step = pd.Timedelta(seconds=INTERVAL_SECONDS[key[2]])
+        grid = pd.date_range(first, end, freq=step, inclusive="left")
+        missing = grid.difference(times.get(key, pd.DatetimeIndex([], tz="UTC")))
+        if missing.empty:
+            continue
+        run = (missing.to_series().diff() != step).cumsum()
+        for _, gap in missing.to_series().groupby(run.to_numpy()):
+            rows.append(
+                {
+                    "exchange": key[0],
+                    "symbol": key[1],
+                    "interval": key[2],
+                    "gap_start": gap.iloc[0],
+                    "gap_end": gap.iloc[-1],
+                    "missing": len(gap),
+                    "window_start": first,
+                    "window_end": end,
+                    "checked_at": checked_at,
+                    "flow_run_id": flow_run_id,
+                }
+            )
+    return pd.DataFrame(rows, columns=catalog.GAP_REPORT.schema.names)
+
+
+def report_gaps(
+    settings: Settings, windows: dict[Series, tuple[pd.Timestamp, pd.Timestamp]], *, flow_run_id: str | None
+) -> pd.DataFrame:
+    """:func:`find_gaps`, appended to the ``bronze/gap_report`` log."""
+    gaps = find_gaps(settings, windows, flow_run_id=flow_run_id)
+    if len(gaps):
+        lake.log(settings, catalog.GAP_REPORT, gaps)
+        log.warning(
+            "gap report: %d missing candles in %d gaps across %d series",
+            int(gaps["missing"].sum()),
+            len(gaps),
+            gaps.groupby(SERIES_KEYS).ngroups,
+        )
+    return gaps

@@ -1,0 +1,124 @@
+"""The dbt project (``dbt/``) run in-process: build the marts with their tests, check source freshness,
+generate and serve the docs.
+
+dbt's own files (target/, logs/) go to the state dir, never into the repository. dbt reads the
+connection (``SENTINANCE_PG_*``, from :func:`sentinance.services.pg_params`) and the model
+contract and universe (``SENTINANCE_DBT_VARS``, JSON of :func:`sentinance.catalog.dbt_vars`) from
+the environment, set only for the invocation (:func:`dbt_environment`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from sentinance import services
+from sentinance.catalog import dbt_vars
+from sentinance.errors import SentinanceError
+from sentinance.resources import dbt_project_dir
+from sentinance.settings import Settings, temporary_environment
+
+log = logging.getLogger(__name__)
+
+FAILED_STATUSES = {"error", "fail", "runtime error"}
+
+
+@dataclass(frozen=True)
+class DbtBuildResult:
+    success: bool
+    counts: dict[str, int]  # nodes per status: success, pass, warn, skipped, ...
+    failed: list[str] = field(default_factory=list)  # "<node> (<status>): <message>"
+
+
+class MartsBuildError(SentinanceError):
+    """dbt could not build the marts; the message names every failed node and test.
+
+    ``transient`` when dbt could not run at all (e.g. the database was unreachable): a retry may pass.
+    A failed model or test is not transient.
+    """
+
+    def __init__(self, message: str, result: DbtBuildResult | None = None) -> None:
+        super().__init__(message)
+        self.result = result
+        self.transient = result is None
+
+
+def dbt_environment(settings: Settings) -> dict[str, str]:
+    """What ``profiles.yml`` and ``dbt_project.yml`` read from the environment for this state."""
+    return {**services.pg_params(settings).env(), "SENTINANCE_DBT_VARS": json.dumps(dbt_vars(settings))}
+
+
+def _dbt(settings: Settings, *command: str):
+    """Invoke one dbt command on the project with this state dir's paths and connection."""
+    from dbt.cli.main import dbtRunner
+
+    settings.dbt_target_dir.mkdir(parents=True, exist_ok=True)
+    project = dbt_project_dir()
+    args = [
+        *command,
+        "--project-dir",
+        str(project),
+        "--profiles-dir",
+        str(project),
+        "--target-path",
+        str(settings.dbt_target_dir),
+        "--log-path",
+        str(settings.dbt_dir / "logs"),
+        "--no-use-colors",
+    ]
+    with temporary_environment(dbt_environment(settings)):
+        return dbtRunner().invoke(args)
+
+
+def build_marts(settings: Settings, *, full_refresh: bool = False, select: str | None = None) -> DbtBuildResult:
+    """``dbt build`` (models, then their tests, in DAG order); raises MartsBuildError if anything failed.
+
+    A failing test skips everything downstream of it, so the marts keep their last good build.
+    """
+    command = ["build", *(["--full-refresh"] if full_refresh else []), *(["--select", select] if select else [])]
+    outcome = _dbt(settings, *command)
+    if outcome.result is None:
+        raise MartsBuildError(f"dbt build could not run: {outcome.exception}") from outcome.exception
+    results = outcome.result.results
+    failed = [f"{r.node.name} ({r.status}): {r.message}" for r in results if r.status in FAILED_STATUSES]
+    result = DbtBuildResult(
+        success=outcome.success and not failed,
+        counts=dict(Counter(str(r.status) for r in results)),
+        failed=failed,
+    )
+    if not result.success:
+        raise MartsBuildError("dbt build failed: " + "; ".join(failed or [str(outcome.exception)]), result)
+    log.info("dbt build%s: %s", " --full-refresh" if full_refresh else "", result.counts)
+    return result
+
+
+def source_freshness(settings: Settings) -> dict[str, str]:
+    """``dbt source freshness``: ``{"<source>.<table>": "pass" | "warn" | "error" | "runtime error"}`` for
+    every source with a freshness check (warn-only here: simulated or replayed data may be historic)."""
+    outcome = _dbt(settings, "source", "freshness")
+    if outcome.result is None:
+        raise MartsBuildError(f"dbt source freshness could not run: {outcome.exception}") from outcome.exception
+    statuses = {f"{r.node.source_name}.{r.node.name}": str(r.status) for r in outcome.result.results}
+    log.info("dbt source freshness: %s", statuses)
+    return statuses
+
+
+def generate_docs(settings: Settings) -> Path:
+    """``dbt docs generate --static``; returns the self-contained page (opens offline, no server needed)."""
+    outcome = _dbt(settings, "docs", "generate", "--static")
+    if not outcome.success:
+        raise MartsBuildError(f"dbt docs generate failed: {outcome.exception}")
+    return settings.dbt_target_dir / "static_index.html"
+
+
+def serve_docs(settings: Settings, port: int = 8080) -> None:
+    """Serve the generated docs site on http://127.0.0.1:<port> until interrupted."""
+    handler = partial(SimpleHTTPRequestHandler, directory=str(settings.dbt_target_dir))
+    with ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
+        log.info("dbt docs on http://127.0.0.1:%d", port)
+        server.serve_forever()

@@ -1,0 +1,1 @@
+"""Market-manipulation detectors (pump-and-dump, wash trading) over bronze, into ``gold/anomalies``."""

@@ -1,0 +1,170 @@
+"""Market-manipulation detectors: bronze candles and trades -> ``lake/gold/anomalies`` with PySpark.
+
+- pump-and-dump (:mod:`.pump_and_dump`) on the hourly ``bronze/candles``, one ``applyInPandas``
+  group per asset, so each venue is compared with the other venues of its asset;
+- wash trading (:mod:`.wash_trading`) on ``bronze/trades``: Spark aggregates every trade into
+  hourly statistics per series (:func:`hourly_trade_statistics`), then one group per series.
+  Skipped while there is no trades table.
+
+Thresholds come from :func:`.thresholds.load_thresholds` (defaults, overridable by a
+TOML file in ``SENTINANCE_DETECTORS_CONFIG``). Every run detects over the whole bronze history
+(the baselines are trailing windows, so an episode's verdict depends only on data up to its
+end) and synchronises gold with the result in one merge (:mod:`.delta_io`, change data feed
+on): new and changed anomalies are merged, unchanged ones are not rewritten, and those no
+longer detected (bronze corrected, thresholds changed) are deleted, which the change feed
+carries to the warehouse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import reduce
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema
+
+from sentinance.catalog import ANOMALIES, ANOMALY_KEYS, CANDLES, TRADES
+from sentinance.errors import MissingInputError
+from sentinance.settings import Settings, configure, get_settings
+from sentinance.spark_jobs.delta_io import DeltaIO, delta_io
+from sentinance.spark_jobs.detectors.pump_and_dump import detect_pumps
+from sentinance.spark_jobs.detectors.thresholds import (
+    INTERVAL,
+    DetectorThresholds,
+    PumpAndDumpThresholds,
+    WashTradingThresholds,
+    load_thresholds,
+)
+from sentinance.spark_jobs.detectors.wash_trading import DIGIT_COLUMNS, DIGITS, detect_wash
+from sentinance.spark_jobs.session import get_spark
+
+log = logging.getLogger(__name__)
+
+ANOMALY_SCHEMA = from_arrow_schema(ANOMALIES.schema, prefer_timestamp_ntz=False)
+
+
+@dataclass(frozen=True)
+class DetectorRunResult:
+    anomalies: dict[str, int]  # anomalies per detector now in gold
+    inserted: int
+    updated: int
+    deleted: int
+    gold_version: int | None
+
+
+def run_detectors(
+    spark: SparkSession, settings: Settings, thresholds: DetectorThresholds | None = None
+) -> DetectorRunResult:
+    """Detect over bronze and synchronise ``gold/anomalies`` with the result."""
+    thresholds = thresholds or load_thresholds(settings.detectors_config)
+    candles_path, trades_path = CANDLES.path(settings), TRADES.path(settings)
+    io = delta_io(spark, settings)
+    if not io.exists(candles_path):
+        raise MissingInputError(f"no bronze candles table at {candles_path}: run `sentinance ingest` first")
+    found = [pump_anomalies(io.read(candles_path), thresholds.pump_and_dump)]
+    if io.exists(trades_path):
+        found.append(wash_anomalies(io.read(trades_path), thresholds.wash_trading))
+    else:
+        log.info("no bronze trades table at %s: wash-trading detection skipped", trades_path)
+    result = _synchronise(io, ANOMALIES.path(settings), reduce(DataFrame.unionByName, found))
+    log.info("manipulation detectors: %s", result)
+    return result
+
+
+def pump_anomalies(candles: DataFrame, thresholds: PumpAndDumpThresholds) -> DataFrame:
+    """Pump-and-dump anomalies of bronze-shaped hourly candles, per asset."""
+    return (
+        candles.where(F.col("close").isNotNull() & (F.col("interval") == INTERVAL))
+        .select(
+            "exchange", "symbol", "open_time", "close", "volume", F.substring_index("symbol", "/", 1).alias("asset")
+        )
+        .groupBy("asset")
+        .applyInPandas(_per_group(detect_pumps, thresholds), ANOMALY_SCHEMA)
+    )
+
+
+def hourly_trade_statistics(trades: DataFrame, round_significant_digits: int) -> DataFrame:
+    """Per (exchange, symbol, hour): trades, volume, high, low, first-significant-digit counts
+    (digit_1 .. digit_9), trades of round size and trades whose size recurs in the hour."""
+    size = F.col("size")
+    exponent = F.floor(F.log10(size) + 1e-9)
+    mantissa = size / F.pow(F.lit(10.0), exponent)  # in [1, 10)
+    scaled = mantissa * 10 ** (round_significant_digits - 1)
+    per_trade = (
+        trades.where((F.col("size") > 0) & (F.col("price") > 0))
+        .select("exchange", "symbol", "price", "size", F.date_trunc("hour", "trade_time").alias("hour"))
+        .withColumn("digit", F.least(F.floor(mantissa), F.lit(9)).cast("int"))
+        .withColumn("is_round", F.abs(scaled - F.round(scaled)) < 1e-6)
+        .withColumn("is_repeat", F.count("*").over(Window.partitionBy("exchange", "symbol", "hour", "size")) > 1)
+    )
+    return per_trade.groupBy("exchange", "symbol", "hour").agg(
+        F.count("*").alias("trades"),
+        F.sum("size").alias("volume"),
+        F.max("price").alias("high"),
+        F.min("price").alias("low"),
+        *(
+            F.count(F.when(F.col("digit") == int(d), 1)).alias(name)
+            for d, name in zip(DIGITS, DIGIT_COLUMNS, strict=True)
+        ),
+        F.count(F.when(F.col("is_round"), 1)).alias("round_trades"),
+        F.count(F.when(F.col("is_repeat"), 1)).alias("repeat_trades"),
+    )
+
+
+def wash_anomalies(trades: DataFrame, thresholds: WashTradingThresholds) -> DataFrame:
+    """Wash-trading anomalies of bronze-shaped trades, per series."""
+    return (
+        hourly_trade_statistics(trades, thresholds.round_significant_digits)
+        .groupBy("exchange", "symbol")
+        .applyInPandas(_per_group(detect_wash, thresholds), ANOMALY_SCHEMA)
+    )
+
+
+def _per_group(detect: Callable[[pd.DataFrame, object], pd.DataFrame], thresholds: object):
+    """``detect`` with its thresholds bound, as a plain function for ``applyInPandas``."""
+
+    def apply(group: pd.DataFrame) -> pd.DataFrame:
+        return detect(group, thresholds)
+
+    return apply
+
+
+def _synchronise(io: DeltaIO, path: str, anomalies: DataFrame) -> DetectorRunResult:
+    """Make the gold table hold exactly ``anomalies``: one merge that inserts, updates the
+    changed evidence and deletes the anomalies no longer found."""
+    written = io.merge(
+        anomalies.orderBy(*ANOMALY_KEYS),
+        path,
+        ANOMALY_KEYS,
+        schema=ANOMALIES.schema,
+        change_column="evidence",
+        configuration=ANOMALIES.configuration,
+        delete_missing=True,
+    )
+    counts = {detector: count for (detector,), count in written.counts(["detector"]).items()}
+    return DetectorRunResult(counts, written.inserted, written.updated, written.deleted, written.version)
+
+
+def main(argv: list[str] | None = None) -> DetectorRunResult:
+    """``python -m sentinance.spark_jobs.detectors.job``; also runs as
+    ``PYSPARK_PYTHON=.venv/bin/python spark-submit spark_jobs/detectors/job.py``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="TOML file of thresholds (default: SENTINANCE_DETECTORS_CONFIG)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    settings = configure(get_settings())
+    spark = get_spark(settings)
+    try:
+        return run_detectors(spark, settings, load_thresholds(args.config or settings.detectors_config))
+    finally:
+        spark.stop()
+
+
+if __name__ == "__main__":
+    main()

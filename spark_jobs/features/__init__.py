@@ -1,0 +1,1 @@
+"""The silver feature job: per-series indicators and cross-exchange features from the bronze candles."""

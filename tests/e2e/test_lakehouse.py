@@ -1,0 +1,136 @@
+"""End to end: the `lakehouse` Prefect flow over a small simulated window, then incremental reruns."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from uuid import UUID
+
+import pytest
+from prefect import get_client
+from prefect.client.schemas.filters import FlowFilter, FlowFilterId, FlowRunFilter, FlowRunFilterParentFlowRunId
+from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
+
+from sentinance import catalog, lake, services
+from sentinance.catalog import FORECASTER
+from sentinance.pipelines.flows.lakehouse import lakehouse
+from sentinance.pipelines.flows.stages import STATE_LIMIT
+from sentinance.settings import Settings
+
+
+def _pg_scalar(settings: Settings, sql: str):
+    with services.connect(settings) as conn:
+        return conn.execute(sql).fetchone()[0]
+
+
+def _duplicate_keys(settings: Settings, layer: str, name: str, keys: list[str]) -> int:
+    frame = lake.read(catalog.table(f"{layer}/{name}").path(settings), columns=keys)
+    return int(frame.duplicated().sum())
+
+
+def _slot_holders(run_ids: set[UUID], seconds: float = 60) -> set[UUID]:
+    """Those of the flow runs that acquired the state dir's write slot, from the Prefect events.
+
+    Events are persisted a few seconds after they are emitted: poll until one of the runs shows up.
+    """
+    related = [f"prefect.flow-run.{run_id}" for run_id in run_ids]
+    deadline = time.monotonic() + seconds
+    with get_client(sync_client=True) as client:
+        while True:
+            page = client.read_events(
+                EventFilter(
+                    event=EventNameFilter(name=["prefect.concurrency-limit.acquired"]),
+                    related=EventRelatedFilter(id=related),
+                ),
+                limit=50,
+            )
+            holders = {
+                UUID(r.id.removeprefix("prefect.flow-run."))
+                for e in page.events
+                if e.resource.name == STATE_LIMIT
+                for r in e.related
+                if r.id in related
+            }
+            if holders or time.monotonic() > deadline:
+                return holders
+            time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def first_run(lakehouse_run: dict) -> dict:
+    return lakehouse_run
+
+
+@pytest.mark.e2e
+def test_first_run_lands_every_layer(first_run: dict, settings: Settings, lakehouse_window) -> None:
+    _, days = lakehouse_window
+    stages = first_run["stages"]
+    assert stages["ingest"]["candles"]["inserted"] > 3 * 3 * 24 * (days - 3)  # a few outage gaps allowed
+    silver_rows = lake.row_count(catalog.CANDLE_FEATURES.path(settings))
+    assert silver_rows == lake.row_count(catalog.CANDLES.path(settings))
+    assert _pg_scalar(settings, "SELECT count(*) FROM lake.candle_features") == silver_rows
+    assert _pg_scalar(settings, "SELECT count(*) FROM marts.fct_training_features") == silver_rows
+    assert stages["train"]["model_name"] == FORECASTER.name
+    assert "challenger" in stages["train"]["aliases"]
+    predictions = lake.read(catalog.PREDICTIONS.path(settings))
+    assert len(predictions) == 9 and set(predictions["model_version"]) == {stages["train"]["version"]}
+    assert _pg_scalar(settings, "SELECT count(*) FROM lake.predictions") == 9
+    assert stages["drift"] is None  # nothing to compare against before the first model
+    summary = first_run["summary"]
+    for needle in (
+        "delta:bronze/candles",
+        "postgres:marts.fct_training_features",
+        "@challenger",
+        "sentinance ui prefect",
+        "sentinance ui mlflow",
+        "ui dbt-docs",
+        "ui jupyter",
+        "Last flow runs (Prefect):",
+    ):
+        assert needle in summary
+
+
+@pytest.mark.e2e
+def test_rerun_is_idempotent_and_incremental(first_run: dict, settings: Settings, lakehouse_window) -> None:
+    end, days = lakehouse_window
+    bronze_before = lake.row_count(catalog.CANDLES.path(settings))
+
+    again = lakehouse(end=end, days=days)["stages"]
+    assert set(again["drift"]["psi"]) >= {"log_return", "rsi_14"}
+    assert ("train" in again) == again["drift"]["retrain"]
+    assert again["ingest"]["candles"]["inserted"] == 0 and again["ingest"]["candles"]["updated"] == 0
+    assert again["silver"]["rows_written"] == 0
+    assert again["load"]["candle_features"]["mode"] == "noop"
+    assert lake.row_count(catalog.CANDLES.path(settings)) == bronze_before
+
+    later = lakehouse(end=end + timedelta(hours=6), days=days)["stages"]
+    new_rows = later["ingest"]["candles"]["inserted"]
+    assert 0 < new_rows <= 9 * 6
+    assert later["silver"]["rows_written"] == new_rows
+    assert later["load"]["candle_features"]["mode"] == "incremental"
+    assert later["load"]["candle_features"]["rows"] == new_rows
+
+    bronze_rows = lake.row_count(catalog.CANDLES.path(settings))
+    assert bronze_rows == bronze_before + new_rows
+    assert _duplicate_keys(settings, "bronze", "candles", ["exchange", "symbol", "interval", "open_time"]) == 0
+    assert _duplicate_keys(settings, "silver", "candle_features", ["exchange", "symbol", "interval", "open_time"]) == 0
+    assert _pg_scalar(settings, "SELECT count(*) FROM lake.candle_features") == bronze_rows
+    assert _pg_scalar(settings, "SELECT count(*) FROM marts.fct_training_features") == bronze_rows
+
+
+@pytest.mark.e2e
+def test_the_stages_run_as_subflows_inside_the_lakehouse_write_slot(first_run: dict) -> None:
+    with get_client(sync_client=True) as client:
+        ingest_run = client.read_flow_run(UUID(first_run["stages"]["ingest"]["flow_run_id"]))
+        parent = client.read_task_run(ingest_run.parent_task_run_id).flow_run_id
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent]))
+        )
+        flows = client.read_flows(flow_filter=FlowFilter(id=FlowFilterId(any_=[r.flow_id for r in children])))
+        lakehouse_run = client.read_flow_run(parent)
+    names = {f.id: f.name for f in flows}
+    assert sorted(names[r.flow_id] for r in children) == ["features", "ingest", "marts", "score", "train"]
+    assert lakehouse_run.state_name == "Completed" and all(r.state_name == "Completed" for r in children)
+    assert all(r.empirical_policy.retries == 0 for r in children), "a nested stage never retries"
+    # the lakehouse run took the one write slot; its stage subflows re-entered it instead of queueing
+    assert _slot_holders({parent, *(r.id for r in children)}) == {parent}

@@ -1,0 +1,231 @@
+"""The `ingest` Prefect flow end to end: simulator, live (recorded responses) with a failing exchange, replay.
+
+Each test points SENTINANCE_HOME at an empty state dir of its own (a setting, not a mock); the
+flows, GX, Delta and Prefect's artifacts run for real. The only fake is the network boundary: an
+``httpx.MockTransport`` serving the recorded exchange responses of tests/recorded/.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from support.exchanges import CASES, NOW, T0, FakeClock, RecordedServer, Reply, one_page
+
+from sentinance import catalog, lake
+from sentinance.catalog import CANDLE_KEYS, TRADE_KEYS
+from sentinance.errors import SettingsError
+from sentinance.pipelines.flows.ingest import IngestIncomplete, ingest, resolve_series
+from sentinance.pipelines.landing.bronze import watermarks
+from sentinance.pipelines.sources.simulator import simulate_candles, simulate_trade_labels, simulate_trades
+from sentinance.settings import Settings, get_settings
+
+H = pd.Timedelta(hours=1)
+
+
+@pytest.fixture
+def home(monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """A fresh state dir for the flow (it reads its settings from the environment)."""
+    monkeypatch.setenv("SENTINANCE_HOME", tempfile.mkdtemp(prefix="sentinance-ingest-"))
+    return get_settings()
+
+
+def _artifacts(flow_run_id: str) -> dict[str, object]:
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return {a.key: a.data for a in found}
+
+
+def _read(settings: Settings, name: str, keys: list[str]) -> pd.DataFrame:
+    return lake.read(catalog.table(f"bronze/{name}").path(settings)).sort_values(keys, ignore_index=True)
+
+
+def _outage_end() -> pd.Timestamp:
+    """A day after the first hour kraken's BTC series misses (an outage), so a 3-day window has a gap."""
+    start = pd.Timestamp("2025-05-01T00:00Z")
+    present = set(
+        simulate_candles(start, start + pd.Timedelta(days=60), seed=7, exchanges=["kraken"], assets=["BTC"])[
+            "open_time"
+        ]
+    )
+    missing = next(h for h in pd.date_range(start, periods=60 * 24, freq="h") if h not in present)
+    return missing + pd.Timedelta(days=1)
+
+
+def test_simulator_run_lands_trades_candles_labels_and_gaps(home: Settings) -> None:
+    end = _outage_end()
+    series = {"exchanges": ["binance", "kraken"], "assets": ["BTC", "SOL"]}
+    result = ingest(exchanges=series["exchanges"], symbols=series["assets"], end=end, days=3)
+
+    start = end - pd.Timedelta(days=3)
+    expected = simulate_candles(start, end, seed=home.seed, **series).sort_values(CANDLE_KEYS, ignore_index=True)
+    candles = _read(home, "candles", CANDLE_KEYS)
+    pd.testing.assert_frame_equal(candles[expected.columns], expected, check_dtype=False)
+    trades = _read(home, "trades", TRADE_KEYS)
+    assert len(trades) == len(simulate_trades(start, end, seed=home.seed, **series)) == expected["trade_count"].sum()
+    assert result.failures == {} and result.candles.landed == len(expected) and result.trades.landed == len(trades)
+    assert trades["source"].eq("simulator").all() and trades["flow_run_id"].eq(result.flow_run_id).all()
+
+    wash = lake.read(catalog.SIMULATOR_TRADE_LABELS.path(home))
+    assert len(wash) == len(simulate_trade_labels(start, end, seed=home.seed, **series))
+    assert wash.merge(trades, on=TRADE_KEYS).shape[0] == len(wash), "every labelled trade is in bronze"
+    assert lake.exists(catalog.SIMULATOR_LABELS.path(home))
+
+    gaps = lake.read(catalog.GAP_REPORT.path(home))
+    assert {"kraken"} <= set(gaps["exchange"]) and gaps["missing"].sum() == 4 * 3 * 24 - len(expected)
+    assert sum(g["missing"] for g in result.gaps) == gaps["missing"].sum()
+    assert result.series["kraken:BTC/USD"]["missing_candles"] > 0
+
+    artifacts = _artifacts(result.flow_run_id)
+    assert artifacts["ingest-progress"] == 100.0
+    report = pd.DataFrame(json.loads(artifacts["ingest-report"]))  # a table artifact is stored as JSON
+    assert sorted(report["symbol"]) == ["BTC/USD", "BTC/USDT", "SOL/USD", "SOL/USDT"]
+    assert (report["trades_landed"] > 0).all() and report["status"].eq("landed").all()
+
+    versions = {t: lake.version(catalog.table(f"bronze/{t}").path(home)) for t in ("candles", "trades")}
+    again = ingest(exchanges=series["exchanges"], symbols=series["assets"], end=end, days=3)
+    assert again.candles.received == again.trades.received == 0
+    assert {t: lake.version(catalog.table(f"bronze/{t}").path(home)) for t in versions} == versions
+
+
+def test_simulator_runs_extend_bronze_incrementally(home: Settings) -> None:
+    """Candles only: a rerun within the same closed hours lands nothing, a later run only the new hours,
+    after which bronze equals one simulation of the whole window; the episode labels land once."""
+    end, later = pd.Timestamp("2025-06-01T00:00Z"), pd.Timestamp("2025-06-01T06:00Z")
+    first = ingest(end=end, days=10, include_trades=False)
+    assert first.candles.inserted == first.candles.received == len(simulate_candles(end - 240 * H, end, seed=home.seed))
+    labels = lake.read(catalog.SIMULATOR_LABELS.path(home))
+    assert first.labels_inserted == len(labels) >= 1 and labels["episode_id"].is_unique
+    versions = {t: lake.version(catalog.table(f"bronze/{t}").path(home)) for t in ("candles", "simulator_labels")}
+
+    rerun = ingest(end=end + pd.Timedelta(minutes=30), days=10, include_trades=False)
+    assert (rerun.candles.received, rerun.labels_inserted) == (0, 0)
+    assert {t: lake.version(catalog.table(f"bronze/{t}").path(home)) for t in versions} == versions
+
+    extended = ingest(end=later, days=10, include_trades=False)
+    new_hours = simulate_candles(end, later, seed=home.seed)
+    assert extended.candles.received == extended.candles.inserted == len(new_hours)
+    full = simulate_candles(end - 240 * H, later, seed=home.seed).sort_values(CANDLE_KEYS, ignore_index=True)
+    candles = _read(home, "candles", CANDLE_KEYS)
+    pd.testing.assert_frame_equal(candles[full.columns], full, check_dtype=False)
+    assert set(candles["flow_run_id"]) == {first.flow_run_id, extended.flow_run_id}
+    assert watermarks(home) == dict(full.groupby(["exchange", "symbol", "interval"])["open_time"].max().items())
+
+
+def _live_transport(routes: dict[str, list]) -> httpx.MockTransport:
+    servers = {exchange: RecordedServer(exchange, r) for exchange, r in routes.items()}
+    hosts = {"api.binance.com": "binance", "api.exchange.coinbase.com": "coinbase", "api.kraken.com": "kraken"}
+    return httpx.MockTransport(lambda request: servers[hosts[request.url.host]](request))
+
+
+def test_live_run_lands_the_healthy_series_then_replays_offline(home: Settings) -> None:
+    """binance pages overlap, coinbase is newest-first with a string and a null in numbers, kraken's
+    body is truncated JSON: kraken fails clearly, the others land, the bad rows are quarantined."""
+    binance, coinbase, kraken = CASES["binance"], CASES["coinbase"], CASES["kraken"]
+    routes = {
+        "binance": binance.pages,
+        "coinbase": one_page(coinbase, Reply(coinbase.bad_numbers)),
+        "kraken": one_page(kraken, Reply(kraken.truncated)),
+    }
+    clock = FakeClock(NOW)
+    captures = Path(tempfile.mkdtemp(prefix="captures-"))
+    options = {
+        "transport": _live_transport(routes),
+        "page_limit": 3,
+        "sleep": clock.sleep,
+        "clock": clock,
+        "capture_dir": captures,
+    }
+    window = {
+        "exchanges": ["binance", "coinbase", "kraken"],
+        "symbols": ["BTC"],
+        "start": T0,
+        "end": T0 + pd.Timedelta(hours=6),
+        "include_trades": False,
+    }
+
+    with pytest.raises(IngestIncomplete, match="1 of 3 series failed") as raised:
+        ingest(source="live", client_options=options, **window)
+    result = raised.value.result
+    assert list(result.failures) == ["kraken:BTC/USD"] and "not valid JSON" in result.failures["kraken:BTC/USD"]
+    assert result.series["kraken:BTC/USD"]["status"] == "failed"
+    assert result.series["binance:BTC/USDT"]["candles_landed"] == 5  # 00..04 once; 05 still open
+    assert result.series["coinbase:BTC/USD"]["candles_quarantined"] == result.candles.quarantined == 2
+    landed = _read(home, "candles", CANDLE_KEYS)
+    assert landed.groupby("exchange").size().to_dict() == {"binance": 5, "coinbase": 1}
+    assert not landed.duplicated(CANDLE_KEYS).any() and landed["source"].eq("live").all()
+    quarantine = lake.read(catalog.QUARANTINE_CANDLES.path(home))
+    assert sorted(quarantine["failed_expectations"]) == ["not_null_close", "not_null_high"]
+    assert (
+        result.candles.received
+        == result.candles.landed + result.candles.quarantined + result.candles.duplicates_dropped
+    )
+    assert _artifacts(result.flow_run_id)["ingest-progress"] == 100.0
+
+    # later, offline, in another state dir: no transport, the captured bodies are replayed
+    replay_home = Path(tempfile.mkdtemp(prefix="sentinance-replay-"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SENTINANCE_HOME", str(replay_home))
+        with pytest.raises(IngestIncomplete, match="kraken"):
+            ingest(
+                source="replay",
+                client_options={"capture_dir": captures},
+                exchanges=window["exchanges"],
+                symbols=["BTC"],
+                include_trades=False,
+            )
+        replayed = _read(get_settings(), "candles", CANDLE_KEYS)
+    columns = [c for c in landed.columns if c not in ("source", "ingested_at", "flow_run_id")]
+    pd.testing.assert_frame_equal(replayed[columns], landed[columns])
+    assert replayed["source"].eq("replay").all()
+
+
+def test_live_trades_land_with_text_ids(home: Settings) -> None:
+    agg_trades = "/api/v3/aggTrades"
+    routes = {
+        "binance": [
+            *CASES["binance"].pages,
+            (agg_trades, {"startTime": int(T0.timestamp() * 1000)}, [Reply("aggtrades-p1.json")]),
+            (agg_trades, {"fromId": 2921483004}, [Reply("aggtrades-p2.json")]),
+        ]
+    }
+    clock = FakeClock(NOW)
+    result = ingest(
+        source="live",
+        exchanges=["binance"],
+        symbols=["BTC"],
+        start=T0,
+        end=T0 + 3 * H,
+        client_options={
+            "transport": _live_transport(routes),
+            "page_limit": 3,
+            "sleep": clock.sleep,
+            "clock": clock,
+            "capture_dir": Path(tempfile.mkdtemp()),
+        },
+    )
+    trades = _read(home, "trades", TRADE_KEYS)
+    assert result.trades.landed == len(trades) == 5
+    assert trades["trade_id"].tolist() == [str(2921483001 + i) for i in range(5)] and trades["side"].isna().all()
+
+
+def test_bad_parameters_fail_before_any_work() -> None:
+    settings = get_settings()
+    with pytest.raises(SettingsError, match="source must be one of"):
+        resolve_series(settings, None, None, "ftp")
+    with pytest.raises(SettingsError, match="the simulator quotes"):
+        resolve_series(settings, ["binance"], ["BTC/EUR"], "simulator")
+    with pytest.raises(SettingsError, match="exchange 'bitstamp' not in the universe"):
+        resolve_series(settings, ["bitstamp"], None, "live")
+    assert resolve_series(settings, ["coinbase"], ["eth", "BTC/USDT"], "live") == [
+        ("coinbase", "ETH/USD"),
+        ("coinbase", "BTC/USDT"),
+    ]

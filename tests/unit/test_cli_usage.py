@@ -1,0 +1,104 @@
+"""The `sentinance` command without running anything: help everywhere, usage mistakes and invalid
+settings as one line with exit 2, a user's error as one line with exit 1, a bug with its traceback."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sentinance.cli import build_parser, main, run
+from sentinance.errors import MissingInputError
+
+COMMANDS = [
+    ["run"],
+    ["ingest"],
+    ["backfill"],
+    ["features"],
+    ["marts"],
+    ["train"],
+    ["score"],
+    ["monitor"],
+    ["status"],
+    ["serve"],
+    ["ui"],
+    ["ui", "prefect"],
+    ["ui", "mlflow"],
+    ["ui", "dbt-docs"],
+    ["ui", "jupyter"],
+]
+
+
+def test_every_command_is_listed_and_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    listed = build_parser().format_help()
+    for command in COMMANDS:
+        assert command[0] in listed
+        with pytest.raises(SystemExit) as done:
+            main([*command, "--help"])
+        assert done.value.code == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"usage: sentinance {' '.join(command)}"), out
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        ([], "the following arguments are required: COMMAND"),
+        (["train-model"], "invalid choice: 'train-model'"),
+        (["run", "--days", "0"], "--days: must be positive, got 0"),
+        (["run", "--end", "yesterday"], "--end: not an ISO date/time: 'yesterday'"),
+        (["backfill"], "the following arguments are required: --start"),
+        (["backfill", "--start", "2026-01-05", "--end", "2026-01-01"], "--start 2026-01-05T00:00 is not before --end"),
+        (["ui", "mlflow", "--port", "70000"], "--port: not a TCP port: 70000"),
+    ],
+)
+def test_usage_mistakes_exit_2_with_one_line(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+    assert err.splitlines()[-1].startswith("sentinance")
+
+
+def test_ui_on_a_busy_port_exits_1_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert main(["ui", "prefect", "--port", str(busy.getsockname()[1])]) == 1
+    assert capsys.readouterr().err.strip().endswith("is in use: pass another --port")
+
+
+def test_invalid_setting_exits_2_with_one_line_before_anything_runs(tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "sentinance"
+    env = {**os.environ, "SENTINANCE_HOME": str(tmp_path / "state"), "SENTINANCE_SEED": "abc"}
+    done = subprocess.run([str(script), "status"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip() == "sentinance status: error: SENTINANCE_SEED='abc': Input should be a valid integer, "
+        "unable to parse string as an integer"
+    )
+    assert not (tmp_path / "state").exists()  # nothing touched
+
+
+def _fails_with(error: Exception):
+    def command(args: argparse.Namespace) -> int:
+        raise error
+
+    return command
+
+
+def test_a_user_error_is_one_line_and_a_bug_keeps_its_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    args = argparse.Namespace(command="train", debug=False, func=_fails_with(MissingInputError("run `x` first")))
+    assert run(args) == 1
+    assert capsys.readouterr().err == "sentinance train: error: run `x` first\n"
+    with pytest.raises(KeyError, match="instrument_id"):  # a bug: not caught, so Python prints its traceback
+        run(argparse.Namespace(command="train", debug=False, func=_fails_with(KeyError("instrument_id"))))
+    with pytest.raises(MissingInputError):  # --debug shows a user error's traceback too
+        run(argparse.Namespace(command="train", debug=True, func=_fails_with(MissingInputError("x"))))
