@@ -34,6 +34,7 @@ class ScoreResult:
     model_alias: str
     delta_version: int
     shadow_version: str | None  # the challenger scored beside the champion, if any
+    skipped: bool = False  # the online features and the serving versions had not changed: nothing scored
 
 
 def predictions_path(settings: Settings) -> str:
@@ -81,11 +82,10 @@ def score_latest(settings: Settings | None = None) -> ScoreResult:
     scored_at = pd.Timestamp(datetime.now(UTC))
     served = predict(version, alias, online, scored_at)
     frames = [served, *([predict(shadow, registry.CHALLENGER, online, scored_at)] if shadow else [])]
+    predictions = pd.concat(frames, ignore_index=True)
+    window = ("target_time", predictions["target_time"].min()) if len(predictions) else None  # part of the key
     result = lake.upsert(
-        settings,
-        PREDICTIONS,
-        pd.concat(frames, ignore_index=True),
-        change_column=["predicted_log_return", "model_alias"],
+        settings, PREDICTIONS, predictions, change_column=["predicted_log_return", "model_alias"], window=window
     )
     log.info(
         "scored %d instruments with %s v%s (@%s)%s",

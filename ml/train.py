@@ -43,7 +43,6 @@ from sentinance.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 MODELS = plots.MODELS
-TRAIN_PARAMS_TAG = "train_params"
 
 
 @dataclass(frozen=True)
@@ -92,6 +91,7 @@ class TrainResult:
     run_id: str
     training_set_id: str
     gate: dict
+    reused: bool = False  # the same training set and parameters made this version before: nothing trained
 
 
 @dataclass
@@ -290,12 +290,34 @@ def train_and_register(
 
     frame = training_set.build(settings)
     ref = training_set.save(settings, frame)
+    made = registry.version_trained_on(settings, ref.training_set_id, params.to_json())
+    if made is not None:  # training is deterministic: the same inputs would register a bit-identical copy
+        log.info(
+            "%s v%s was trained on training set %s with these parameters: reused, nothing trained",
+            FORECASTER.name,
+            made.version,
+            ref.training_set_id,
+        )
+        client = registry.client(settings)
+        aliases = tuple(
+            sorted(a for a, v in client.get_registered_model(FORECASTER.name).aliases.items() if v == made.version)
+        )
+        return TrainResult(
+            FORECASTER.name,
+            str(made.version),
+            aliases,
+            client.get_run(made.run_id).data.metrics,
+            made.run_id,
+            ref.training_set_id,
+            {"promoted": made.tags.get("gate") == "passed", "reason": made.tags.get("gate_reason")},
+            reused=True,
+        )
     result = walk_forward(frame, params)
     newest = result.newest
     gate = promotion.decide(settings, newest.test, alpha=params.alpha, loss_kind=params.gate_loss)
     records = {
         **lineage,
-        TRAIN_PARAMS_TAG: params.to_json(),
+        registry.TRAIN_PARAMS_TAG: params.to_json(),
         "seed": str(params.seed),
         "training_set_id": ref.training_set_id,
         "training_set_path": ref.path,

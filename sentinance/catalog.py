@@ -261,6 +261,7 @@ CANDLES = Table(
     _CANDLES,
     CANDLE_KEYS,
     ["exchange"],
+    change_feed=True,
     mirror="candles",
     description="OHLCV candles as landed, after the GX checkpoint",
 )
@@ -270,6 +271,7 @@ TRADES = Table(
     _TRADES,
     TRADE_KEYS,
     ["exchange"],
+    change_feed=True,  # the detectors read what changed since their last run
     description="public trades as landed, after the GX checkpoint",
 )
 QUARANTINE_CANDLES = Table(
@@ -290,6 +292,7 @@ SIMULATOR_LABELS = Table(
     "simulator_labels",
     _SIMULATOR_LABELS,
     ["episode_id"],
+    change_feed=True,
     mirror="simulator_labels",
     description="the simulator's manipulation episodes (ground truth for the detectors)",
 )

@@ -228,6 +228,12 @@ def _monitor(args: argparse.Namespace) -> int:
     return _print_result(monitor())
 
 
+def _maintain(args: argparse.Namespace) -> int:
+    from sentinance.pipelines.flows.stages import maintain
+
+    return _print_result(maintain())
+
+
 def _status(args: argparse.Namespace) -> int:
     from sentinance.status import collect_status, render_summary
 
@@ -338,6 +344,7 @@ def wait_for_http(url: str, seconds: float, process: subprocess.Popen | None = N
 def _serve(args: argparse.Namespace) -> int:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    from sentinance import services
     from sentinance.pipelines.flows import deployments
 
     if PREFECT_API_URL.value():
@@ -345,15 +352,18 @@ def _serve(args: argparse.Namespace) -> int:
         deployments.serve(limit=args.limit)
         return 0
     _check_port(args.port)
+    settings = get_settings()
     server = subprocess.Popen(prefect_server_command(args.port), start_new_session=True)
     api = f"http://127.0.0.1:{args.port}/api"
     try:
         wait_for_http(f"{api}/health", SERVER_START_SECONDS, server)
+        services.record_prefect_server(settings, api, server.pid)  # other commands on this state report here
         print(f"Prefect UI on http://127.0.0.1:{args.port}; serving the deployments (Ctrl-C stops both)", flush=True)
         os.environ["PREFECT_API_URL"] = api  # for the flow-run subprocesses
         with temporary_settings({PREFECT_API_URL: api}):
             deployments.serve(limit=args.limit)
     finally:
+        services.forget_prefect_server(settings)
         server.terminate()
         try:
             server.wait(timeout=15)
@@ -449,6 +459,11 @@ def build_parser() -> argparse.ArgumentParser:
     command("score", _score, "score the latest features with the serving model (champion, else challenger)")
     command("monitor", _monitor, "KS + PSI feature drift against the serving model's training window")
 
+    command(
+        "maintain",
+        _maintain,
+        "compact (OPTIMIZE) and VACUUM every lake table, keeping what registered model versions need to be reproduced",
+    )
     status = command("status", _status, "tables, Delta versions, model aliases, last flow runs and UI commands")
     status.add_argument("--json", action="store_true", help="machine-readable output")
 

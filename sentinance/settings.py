@@ -131,6 +131,7 @@ class Settings(BaseSettings):
     feast_online_store: Literal["sqlite", "postgres", "redis"] = "sqlite"
     feast_redis: str | None = None
     detectors_config: Path | None = None
+    lake_retention_hours: int = Field(168, ge=0)  # VACUUM keeps what any version this recent reads
     exchanges: Annotated[dict[str, str], NoDecode] = Field(default_factory=lambda: dict(DEFAULT_EXCHANGES))
     assets: Annotated[tuple[str, ...], NoDecode] = DEFAULT_ASSETS
     intervals: Annotated[tuple[str, ...], NoDecode] = DEFAULT_INTERVALS
@@ -350,4 +351,9 @@ def configure(settings: Settings | None = None) -> Settings:
         os.environ.setdefault(key, value)
     settings.home.mkdir(parents=True, exist_ok=True)
     Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+    if "PREFECT_API_URL" not in os.environ:  # a server `sentinance serve` keeps up on this state: report to it
+        from sentinance.services import running_prefect_server
+
+        if url := running_prefect_server(settings):
+            os.environ["PREFECT_API_URL"] = url
     return settings

@@ -28,7 +28,9 @@ from sentinance.pipelines.flows.tasks import (
     compare_models,
     detect_anomalies,
     load_warehouse,
+    maintain_lake,
     monitor_drift,
+    refresh_model_performance,
     score_latest,
     serve_features,
     train_model,
@@ -107,10 +109,17 @@ def train() -> dict:
 
 @flow(name="score", log_prints=True)
 def score() -> dict:
-    """Score the latest online features with the serving model and load the predictions into PostgreSQL."""
+    """Score the latest online features with the serving model, load the predictions into PostgreSQL and
+    refresh the model-performance mart, which then holds this run's forecasts too."""
     settings = configure(get_settings())
     with state_slot():
-        return as_plain({"score": score_latest(settings), "load_predictions": load_warehouse(settings, "predictions")})
+        return as_plain(
+            {
+                "score": score_latest(settings),
+                "load_predictions": load_warehouse(settings, "predictions"),
+                "model_performance": refresh_model_performance(settings),
+            }
+        )
 
 
 @flow(name="monitor", log_prints=True)
@@ -119,3 +128,11 @@ def monitor() -> dict:
     settings = configure(get_settings())
     with state_slot():
         return as_plain({"drift": monitor_drift(settings), "ab_testing": compare_models(settings)})
+
+
+@flow(name="maintain", log_prints=True)
+def maintain() -> dict:
+    """OPTIMIZE and VACUUM the lake (retention SENTINANCE_LAKE_RETENTION_HOURS); see docs/lineage.md."""
+    settings = configure(get_settings())
+    with state_slot():
+        return {"tables": [as_plain(result) for result in maintain_lake(settings)]}

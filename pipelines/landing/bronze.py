@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from sentinance import catalog, lake
+from sentinance import catalog, checkpoints, lake
 from sentinance.catalog import SERIES_KEYS, Table, instrument_id
 from sentinance.expectations import candles as candle_contract
 from sentinance.expectations import trades as trade_contract
@@ -47,6 +47,9 @@ class Target:
     contract: Contract
     time: str  # event time, for watermarks and late rows
     series: list[str]  # columns of one series
+    # how far an existing row's event time may lie before a new record of the same key: the merge opens
+    # only the files from there on (0 when the time is part of the key)
+    slack: pd.Timedelta = pd.Timedelta(0)
 
     @property
     def name(self) -> str:
@@ -67,7 +70,15 @@ class Target:
 
 
 CANDLES = Target(catalog.CANDLES, catalog.QUARANTINE_CANDLES, candle_contract.CANDLES, "open_time", SERIES_KEYS)
-TRADES = Target(catalog.TRADES, catalog.QUARANTINE_TRADES, trade_contract.TRADES, "trade_time", ["exchange", "symbol"])
+TRADES = Target(
+    catalog.TRADES,
+    catalog.QUARANTINE_TRADES,
+    trade_contract.TRADES,
+    "trade_time",
+    ["exchange", "symbol"],
+    # a trade keeps its time; a day covers an exchange that corrects a print's timestamp
+    slack=pd.Timedelta(days=1),
+)
 
 
 @dataclass(frozen=True)
@@ -135,11 +146,35 @@ def _late(valid: pd.DataFrame, marks: pd.Series, target: Target) -> int:
 
 
 def latest(settings: Settings, target: Target) -> pd.Series:
-    """Latest event time per series in a bronze table (empty without a table)."""
+    """Latest event time per series in a bronze table (empty without a table).
+
+    Kept beside the table for the version it describes (``checkpoints/latest-<table>.json``), so a
+    run reads it instead of the table's whole history; any other version is read anew.
+    """
     path = target.table.path(settings)
-    if not lake.exists(path):
+    version = lake.version(path)
+    if version is None:
         return pd.Series(dtype="datetime64[us, UTC]")
-    return lake.read(path, columns=[*target.series, target.time]).groupby(target.series)[target.time].max()
+    cached = checkpoints.recorded(settings, f"latest-{target.name}")
+    if cached is not None and cached["version"] == version:
+        marks = pd.DataFrame(cached["marks"], columns=[*target.series, target.time])
+    else:
+        marks = lake.read(path, columns=[*target.series, target.time]).groupby(target.series, as_index=False).max()
+        _remember_latest(settings, target, version, marks)
+    marks[target.time] = pd.to_datetime(marks[target.time], utc=True)
+    return marks.set_index(target.series)[target.time]
+
+
+def _remember_latest(settings: Settings, target: Target, version: int | None, marks: pd.DataFrame) -> None:
+    rows = marks.assign(**{target.time: marks[target.time].astype(str)}).to_numpy().tolist()
+    checkpoints.record(settings, f"latest-{target.name}", {"version": version, "marks": rows})
+
+
+def _advance_latest(settings: Settings, target: Target, before: pd.Series, valid: pd.DataFrame, version: int) -> None:
+    """After a merge: the marks of ``before`` raised by the rows just landed, for the new version."""
+    landed = valid.groupby(target.series)[target.time].max()
+    marks = pd.concat([before, landed]).groupby(level=list(range(len(target.series)))).max()
+    _remember_latest(settings, target, version, marks.rename(target.time).reset_index())
 
 
 def land(
@@ -158,11 +193,20 @@ def land(
 
     checked = validate(settings, target.contract, batch)
     valid = checked.valid.sort_values(target.keys, ignore_index=True)[target.schema.names]
-    late = _late(valid, latest(settings, target), target)
+    marks = latest(settings, target)
+    late = _late(valid, marks, target)
     inserted = updated = 0
     version = lake.version(target.table.path(settings))
     if not valid.empty:
-        merged = lake.upsert(settings, target.table, valid, change_column="payload_hash")
+        merged = lake.upsert(
+            settings,
+            target.table,
+            valid,
+            change_column="payload_hash",
+            window=(target.time, valid[target.time].min() - target.slack),
+        )
+        if merged.version != version and version is not None and merged.version == version + 1:
+            _advance_latest(settings, target, marks, valid, merged.version)  # else: read anew when asked
         inserted, updated, version = merged.inserted, merged.updated, merged.version
     if len(checked.quarantined):
         lake.log(settings, target.quarantine, checked.quarantined)

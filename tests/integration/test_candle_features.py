@@ -37,10 +37,9 @@ NO_VOLUME = {("kraken", "ETH"): range(100, 140), ("kraken", "SOL"): range(HOURS 
 FEATURES = [n for n in catalog.CANDLE_FEATURES.schema.names if n not in (*CANDLE_KEYS, "asset", "computed_at")]
 
 
-def _candles(hours: slice, lagging_until: int) -> pd.DataFrame:
-    """Bronze rows of ``hours``, cut from one fixed random walk per asset (plus venue noise)."""
+def _candles(hours: slice, lagging_until: int, total: int = HOURS + EXTRA) -> pd.DataFrame:
+    """Bronze rows of ``hours`` (< ``total``), cut from one fixed random walk per asset (plus venue noise)."""
     rng = np.random.default_rng(11)
-    total = HOURS + EXTRA
     asset_walk = {
         a: p * np.exp(np.cumsum(rng.normal(0, 0.006, total)))
         for a, p in (("BTC", 60_000.0), ("ETH", 3_000.0), ("SOL", 150.0))
@@ -251,6 +250,46 @@ def test_increment_writes_the_tail_and_equals_full_refresh(runs: dict) -> None:
         runs["refreshed_cross"].drop(columns="computed_at"),
         rtol=1e-12,
     )
+
+
+def test_a_bounded_increment_reads_its_window_only_and_equals_a_full_refresh(spark, tmp_path_factory) -> None:
+    """The change data feed's earliest new candle bounds the read to the files its window needs; a series
+    silent for longer than that window (kraken ETH, back after 400 hours) falls back to reading everything."""
+    settings = Settings(home=tmp_path_factory.mktemp("bounded") / "state")
+    bronze = catalog.CANDLES.path(settings)
+
+    def silent(rows: pd.DataFrame) -> pd.Series:
+        return (rows["exchange"] == "kraken") & (rows["symbol"] == "ETH/USD")
+
+    for part in (slice(0, 200), slice(200, 400), slice(400, 600)):  # one file per exchange and landing
+        rows = _candles(part, part.stop, total=624)
+        lake.upsert(
+            settings, catalog.CANDLES, rows[~silent(rows)] if part.start else rows, change_column="payload_hash"
+        )
+    compute_candle_features(spark, settings)
+    landed = lake.version(bronze)
+    lake.upsert(settings, catalog.CANDLES, _candles(slice(600, 624), 624, total=624), change_column="payload_hash")
+
+    since = lake.first_change(bronze, landed, "open_time")
+    assert since == START + pd.Timedelta(hours=600)
+    assert lake.first_change(bronze, lake.version(bronze), "open_time") is None
+    bound = since - pd.Timedelta(hours=2 * (LOOKBACK + 1))
+    assert len(lake.files_since(bronze, "open_time", bound)) < len(DeltaTable(bronze).file_uris())
+    increment = compute_candle_features(spark, settings, changed_since=since)
+    assert not increment.full_refresh and increment.series == 7
+    incremental = _silver(settings)
+    compute_candle_features(spark, settings, full_refresh=True)
+    refreshed = _silver(settings)
+    pd.testing.assert_frame_equal(incremental[CANDLE_KEYS], refreshed[CANDLE_KEYS])
+    for column in FEATURES:
+        np.testing.assert_allclose(
+            incremental[column].astype(float),
+            refreshed[column].astype(float),
+            rtol=1e-9,
+            atol=1e-12,
+            equal_nan=True,
+            err_msg=column,
+        )
 
 
 def test_an_older_silver_schema_is_replaced_by_a_full_recompute(spark, tmp_path_factory) -> None:

@@ -140,9 +140,20 @@ def test_gate_compares_with_persistence_and_the_champion_on_the_same_rows(ml_set
     assert str(champion.version) == (second.version if second.gate["promoted"] else first.version)
 
 
-def test_reproduce_retrains_a_version_from_its_records(ml_settings, trained) -> None:
+def test_reproduce_retrains_a_version_from_its_records_after_maintenance(ml_settings, trained) -> None:
+    """Even after every table was compacted and VACUUMed with no retention: maintenance keeps the
+    training-set versions registered versions record."""
     settings, _ = ml_settings
     first, _ = trained
+    stored = training_set.load(
+        training_set.TrainingSetRef(
+            first.training_set_id, training_set.table_path(settings), lake.version(training_set.table_path(settings)), 0
+        )
+    )
+    training_set.save(settings, stored.head(40))  # a later version whose compaction rewrites the table's files
+    kept = registry.recorded_training_set_versions(settings)
+    for table in catalog.TABLES:
+        lake.maintain(settings, table, 0, kept if table is catalog.TRAINING_SETS else ())
     result = reproduce.reproduce(settings, first.version)
     assert result.reproduced and result.max_relative_error <= reproduce.TOLERANCE
     assert result.training_set_id == first.training_set_id and result.compared > 50

@@ -23,6 +23,7 @@ COMMANDS = [
     ["train"],
     ["score"],
     ["monitor"],
+    ["maintain"],
     ["status"],
     ["serve"],
     ["ui"],
