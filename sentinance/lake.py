@@ -80,7 +80,8 @@ def merge(
     changed = [change_column] if isinstance(change_column, str) else list(change_column or ())
     update_predicate = " OR ".join(f"t.{c} <> s.{c}" for c in changed) or None
     merger = (
-        dt.merge(table, predicate=predicate, source_alias="s", target_alias="t")
+        # merge_schema: a nullable column the catalog appended later is added to an older table in place
+        dt.merge(table, predicate=predicate, source_alias="s", target_alias="t", merge_schema=True)
         .when_matched_update_all(predicate=update_predicate)
         .when_not_matched_insert_all()
     )
