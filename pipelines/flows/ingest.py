@@ -188,7 +188,7 @@ def plan(
         hour = pd.Timedelta(hours=1)
         trades_end = end.floor(hour) if source == "simulator" else end.floor("s")
         for exchange, symbol in pairs:
-            first = start if start is not None else trades_end - pd.Timedelta(days=days)
+            first = start if start is not None else (trades_end - pd.Timedelta(days=days)).round("s")
             mark = marks.get((exchange, symbol))
             if mark is not None:  # every trade up to the mark landed: continue after it
                 after = pd.Timestamp(mark).floor(hour) + hour if source == "simulator" else pd.Timestamp(mark)
