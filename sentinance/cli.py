@@ -196,10 +196,12 @@ def _backfill(args: argparse.Namespace) -> int:
 
 def _bulk(args: argparse.Namespace, end: datetime) -> int:
     """Binance's archives file by file (resumable), with a progress bar over the files."""
-    from sentinance.pipelines.flows.bulk import EXCHANGE, backfill_bulk
+    from sentinance.pipelines.sources.archives import EXCHANGE
 
     if args.exchange and set(args.exchange) != {EXCHANGE}:
         raise SettingsError(f"--source {BULK} reads Binance's archives: --exchange can only be {EXCHANGE}")
+    from sentinance.pipelines.flows.bulk import backfill_bulk
+
     with _quiet_prefect_console():
         result = backfill_bulk(
             start=args.start, end=end, symbols=args.symbol, include_trades=not args.no_trades, show_progress=True

@@ -31,12 +31,10 @@ from sentinance.pipelines.flows.ingest import _utc, gap_report, land_table, reso
 from sentinance.pipelines.flows.retry import retrying
 from sentinance.pipelines.landing import bronze
 from sentinance.pipelines.sources import BULK
-from sentinance.pipelines.sources.archives import ArchiveFile, ArchiveMissing, download, plan_files, read
+from sentinance.pipelines.sources.archives import EXCHANGE, ArchiveFile, ArchiveMissing, download, plan_files, read
 from sentinance.settings import Settings, configure, get_settings
 
 log = logging.getLogger(__name__)
-
-EXCHANGE = "binance"
 
 
 class BulkIncomplete(SentinanceError):

@@ -44,6 +44,7 @@ KLINES = [
     "ignore",
 ]
 AGG_TRADES = ["trade_id", "price", "size", "first_trade_id", "last_trade_id", "trade_time", "is_buyer_maker", "best"]
+EXCHANGE = "binance"  # whose archives these are: the universe's exchange of that name
 MICROSECONDS_FROM = 10**14  # an epoch value above this is in µs (ms values stay below it until the year 5138)
 CHUNK_ROWS = 500_000  # rows landed at a time: a month of BTC aggTrades is tens of millions
 TIMEOUT = (10, 120)  # connect, read (seconds)
@@ -167,13 +168,13 @@ def read(file: ArchiveFile, path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterato
 
 
 def _candles(chunk: pd.DataFrame, file: ArchiveFile) -> pd.DataFrame:
-    frame = chunk.assign(exchange="binance", symbol=file.symbol, interval=file.interval)
+    frame = chunk.assign(exchange=EXCHANGE, symbol=file.symbol, interval=file.interval)
     frame["open_time"] = _instants(frame["open_time"])
     return frame[[*CANDLE_COLUMNS, *OPTIONAL_CANDLE_COLUMNS]]
 
 
 def _trades(chunk: pd.DataFrame, file: ArchiveFile) -> pd.DataFrame:
-    frame = chunk.assign(exchange="binance", symbol=file.symbol)
+    frame = chunk.assign(exchange=EXCHANGE, symbol=file.symbol)
     frame["trade_id"] = frame["trade_id"].astype("int64").astype(str)
     frame["trade_time"] = _instants(frame["trade_time"])
     buyer_maker = frame["is_buyer_maker"].astype(str).str.lower() == "true"

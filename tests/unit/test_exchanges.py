@@ -100,7 +100,7 @@ def test_exchange_names_and_intervals_are_checked_against_ccxt() -> None:
     check_exchange("coinbaseexchange", trades=True)
     with pytest.raises(SettingsError, match="'nope' is not a ccxt exchange id"):
         check_exchange("nope", trades=False)
-    with pytest.raises(SettingsError, match="exchange 'coinbaseexchange' serves candles of .*, not '4h'"):
+    with pytest.raises(SettingsError, match=r"exchange 'coinbaseexchange' serves candles of .*, not '4h'"):
         timeframe("coinbaseexchange", "4h")
 
 
