@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from support.exchanges import RECORDED_AT, UNIVERSE, upstream
+from support.exchanges import ERRORS, RECORDED_AT, UNIVERSE, upstream
 
 from sentinance.errors import MissingInputError, SettingsError
+from sentinance.pipelines.flows.retry import transient
 from sentinance.pipelines.sources.exchanges.candles import fetch_candles
-from sentinance.pipelines.sources.exchanges.errors import ExchangeBanned
+from sentinance.pipelines.sources.exchanges.errors import ExchangeBanned, ExchangeError
 from sentinance.pipelines.sources.exchanges.limits import Ban, BanBook, Limiter, retry_after
 from sentinance.pipelines.sources.exchanges.trades import fetch_trades
 from sentinance.pipelines.sources.exchanges.venues import Venue, check_exchange, timeframe
@@ -136,3 +137,25 @@ def test_replay_of_an_unrecorded_request_says_so_in_one_line(tmp_path: Path) -> 
     venue = Venue("binance", "replay", replay_dirs=[UNIVERSE])
     with pytest.raises(MissingInputError, match=r"replay: no captured response for GET api.binance.com/api/v3/klines"):
         fetch_candles(venue, "BTC/USDT", "1h", pd.Timestamp("2020-01-01T00:00Z"), pd.Timestamp("2020-01-02T00:00Z"))
+
+
+def test_a_server_error_is_transient_and_a_ban_is_not(tmp_path: Path) -> None:
+    """A 5xx may pass (the task retries it); a throttle never is retried sooner than Retry-After."""
+    venue = Venue("coinbaseexchange", "replay", replay_dirs=[ERRORS / "coinbaseexchange-500", UNIVERSE])
+    with pytest.raises(ExchangeError, match="coinbaseexchange BTC/USD 1h candles: ExchangeNotAvailable") as failed:
+        fetch_candles(venue, "BTC/USD", "1h", pd.Timestamp("2024-03-07T22:00Z"), pd.Timestamp("2024-03-08T00:00Z"))
+    assert failed.value.transient and transient(None, None, _Failed(failed.value))
+    banned = Venue("okx", "replay", replay_dirs=[ERRORS / "okx-50011", UNIVERSE])
+    with pytest.raises(ExchangeBanned) as stopped:
+        fetch_candles(banned, "BTC/USDT", "1h", pd.Timestamp("2024-03-07T22:00Z"), pd.Timestamp("2024-03-08T00:00Z"))
+    assert not stopped.value.transient and not transient(None, None, _Failed(stopped.value))
+
+
+class _Failed:
+    """A failed task state, as Prefect hands it to a retry condition."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def result(self, raise_on_failure: bool = True) -> Exception:
+        return self.error
