@@ -27,7 +27,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from sentinance.errors import SentinanceError, SettingsError
-from sentinance.pipelines.flows.ingest import _utc, gap_report, land_table, resolve_series
+from sentinance.pipelines.flows.ingest import as_utc, gap_report, land_table, resolve_series
 from sentinance.pipelines.flows.retry import retrying
 from sentinance.pipelines.landing import bronze
 from sentinance.pipelines.sources import BULK
@@ -124,7 +124,7 @@ def backfill_bulk(
     settings, run_id = configure(get_settings()), flow_run.get_id()
     if EXCHANGE not in settings.universe.exchanges:
         raise SettingsError("the bulk source reads Binance's archives: add binance to SENTINANCE_EXCHANGES")
-    window = (_utc(start, "start"), _utc(end, "end"))
+    window = (as_utc(start, "start"), as_utc(end, "end"))
     if window[0] >= window[1]:
         raise SettingsError(f"start {window[0]} is not before end {window[1]}")
     pairs = resolve_series(settings, [EXCHANGE], symbols, "live")

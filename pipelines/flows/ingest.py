@@ -140,7 +140,7 @@ def resolve_series(
     return pairs
 
 
-def _utc(value: datetime | str | None, name: str) -> pd.Timestamp | None:
+def as_utc(value: datetime | str | None, name: str) -> pd.Timestamp | None:
     if value is None:
         return None
     stamp = pd.Timestamp(value)
@@ -467,14 +467,14 @@ def ingest(
             check_exchange(exchange, trades=include_trades)
             for interval in intervals:
                 timeframe(exchange, interval)
-    end_ts = _utc(end, "end") or default_end(min(intervals, key=INTERVAL_SECONDS.__getitem__))
+    end_ts = as_utc(end, "end") or default_end(min(intervals, key=INTERVAL_SECONDS.__getitem__))
     options = dict(client_options or {})
     specs = _specs(
         settings,
         pairs,
         options,
         intervals=intervals,
-        start=_utc(start, "start"),
+        start=as_utc(start, "start"),
         end=end_ts,
         days=days,
         source=source,

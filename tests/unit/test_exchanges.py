@@ -159,3 +159,11 @@ class _Failed:
 
     def result(self, raise_on_failure: bool = True) -> Exception:
         return self.error
+
+
+def test_kraken_pairs_quoted_in_crypto_use_krakens_own_keys() -> None:
+    """ETH/BTC is Kraken's XETHXXBT (request and result key): ccxt's market map, not a rule of our own."""
+    venue = Venue("kraken", "replay", replay_dirs=[ERRORS / "kraken-eth-btc", UNIVERSE])
+    frame = fetch_candles(venue, "ETH/BTC", "1h", pd.Timestamp("2024-03-07T22:00Z"), pd.Timestamp("2024-03-08T00:00Z"))
+    assert len(frame) == 2 and frame["symbol"].eq("ETH/BTC").all() and (frame["close"] < 0.1).all()
+    assert any("pair=XETHXXBT" in key for key, _ in venue.requests)
