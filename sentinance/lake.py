@@ -41,6 +41,9 @@ def version(path: str) -> int | None:
 
 def _to_arrow(data: pa.Table | pd.DataFrame, schema: pa.Schema | None) -> pa.Table:
     if isinstance(data, pd.DataFrame):
+        if schema is not None:  # a nullable column appended to the catalog later: null for writers without it
+            missing = [f.name for f in schema if f.nullable and f.name not in data.columns]
+            data = data.assign(**dict.fromkeys(missing)) if missing else data
         return pa.Table.from_pandas(data, schema=schema, preserve_index=False)
     return data.cast(schema) if schema is not None else data
 
@@ -76,12 +79,13 @@ def merge(
     if table.num_rows == 0 and not delete_missing:
         return MergeResult(inserted=0, updated=0, version=DeltaTable(path).version())
     dt = DeltaTable(path)
+    # a nullable column the catalog appended later is added to an older table in place (schema evolution)
+    evolve = bool(set(table.schema.names) - {f.name for f in dt.schema().fields})
     predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
     changed = [change_column] if isinstance(change_column, str) else list(change_column or ())
     update_predicate = " OR ".join(f"t.{c} <> s.{c}" for c in changed) or None
     merger = (
-        # merge_schema: a nullable column the catalog appended later is added to an older table in place
-        dt.merge(table, predicate=predicate, source_alias="s", target_alias="t", merge_schema=True)
+        dt.merge(table, predicate=predicate, source_alias="s", target_alias="t", merge_schema=evolve)
         .when_matched_update_all(predicate=update_predicate)
         .when_not_matched_insert_all()
     )

@@ -72,6 +72,7 @@ def _candles(hours: slice, lagging_until: int) -> pd.DataFrame:
         high=rows["close"] * (1 + rows["spread"]),
         low=rows["close"] * (1 - rows["spread"]),
         trade_count=100,
+        quote_volume=np.nan,
         source="simulator",
         ingested_at=pd.Timestamp.now(tz="UTC"),
         flow_run_id="test",
