@@ -30,7 +30,7 @@ CANDLE_KEYS = [*SERIES_KEYS, "open_time"]
 TRADE_KEYS = ["exchange", "symbol", "trade_id"]
 
 LINEAGE_FIELDS = [
-    pa.field("source", pa.string(), nullable=False),  # simulator | live | replay
+    pa.field("source", pa.string(), nullable=False),  # simulator | live | replay | bulk
     pa.field("ingested_at", TS, nullable=False),
     pa.field("flow_run_id", pa.string(), nullable=True),
     pa.field("payload_hash", pa.string(), nullable=False),  # sha256 of the canonical raw record
@@ -49,6 +49,8 @@ _CANDLES = pa.schema(
         pa.field("volume", pa.float64()),  # base-asset units
         pa.field("trade_count", pa.int64()),
         *LINEAGE_FIELDS,
+        # added later, appended: published by some exchanges only (null elsewhere); docs/ingestion.md
+        pa.field("quote_volume", pa.float64()),  # quote-asset units
     ]
 )
 
@@ -94,9 +96,11 @@ _QUARANTINE_TRADES = pa.schema(
     ]
 )
 
-# the raw records a source produces (simulator, exchange connectors): a table's columns without lineage
+# the raw records a source produces (simulator, exchange connectors): a table's columns without lineage;
+# the optional ones only where the exchange publishes them (a record without them lands them null)
 _LINEAGE = {f.name for f in LINEAGE_FIELDS}
-CANDLE_COLUMNS = [name for name in _CANDLES.names if name not in _LINEAGE]
+OPTIONAL_CANDLE_COLUMNS = ["quote_volume"]
+CANDLE_COLUMNS = [name for name in _CANDLES.names if name not in _LINEAGE and name not in OPTIONAL_CANDLE_COLUMNS]
 TRADE_COLUMNS = [name for name in _TRADES.names if name not in _LINEAGE]
 
 # missing intervals found after a landing: one row per run of consecutive missing candles (a log)

@@ -74,6 +74,7 @@ def _candles(hours: slice, lagging_until: int, total: int = HOURS + EXTRA) -> pd
         high=rows["close"] * (1 + rows["spread"]),
         low=rows["close"] * (1 - rows["spread"]),
         trade_count=100,
+        quote_volume=np.nan,
         source="simulator",
         ingested_at=pd.Timestamp.now(tz="UTC"),
         flow_run_id="test",

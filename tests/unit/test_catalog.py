@@ -40,7 +40,10 @@ def test_what_the_warehouse_mirrors_has_keys_and_a_change_feed() -> None:
 
 def test_the_raw_records_are_the_bronze_tables_without_lineage() -> None:
     lineage = {f.name for f in catalog.LINEAGE_FIELDS}
-    assert [n for n in catalog.CANDLES.schema.names if n not in lineage] == catalog.CANDLE_COLUMNS
+    assert [n for n in catalog.CANDLES.schema.names if n not in lineage] == [
+        *catalog.CANDLE_COLUMNS,
+        *catalog.OPTIONAL_CANDLE_COLUMNS,
+    ]
     assert set(catalog.TRADE_KEYS) <= set(catalog.TRADE_COLUMNS)
 
 
