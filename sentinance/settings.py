@@ -53,6 +53,13 @@ SPARK_MASTER = re.compile(r"^(local(\[(\*|[1-9]\d*)(,\s*[1-9]\d*)?\])?|spark://.
 Series = tuple[str, str, str]  # (exchange, symbol, interval)
 
 
+def interval_seconds(interval: str) -> int:
+    """The length of a candle interval code of :data:`INTERVAL_SECONDS`; SettingsError for any other."""
+    if interval not in INTERVAL_SECONDS:
+        raise SettingsError(f"unknown candle interval {interval!r}: one of {', '.join(INTERVAL_SECONDS)}")
+    return INTERVAL_SECONDS[interval]
+
+
 def _items(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 

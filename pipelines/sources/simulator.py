@@ -34,7 +34,7 @@ Model (see docs/ingestion.md for the rationale)
   the same seasonality and activity x lognormal noise; the taker side leans with the tick
   (buy on an uptick with probability 0.75). Each simulated trade stands for a bundle of prints
   (like an aggregated trade), which keeps history cheap.
-* Candles of any interval of ``INTERVAL_SECONDS`` aggregate the trades of each bucket exactly:
+* Candles of any interval of ``settings.INTERVAL_SECONDS`` aggregate the trades of each bucket exactly:
   open/close = first/last trade price, high/low = max/min trade price, volume = sum of sizes,
   trade_count = number of trades. An interval without trades has no candle (below an hour some
   buckets are empty); a daily candle aggregates its hours. Hourly, open(t) = close(t-1).
@@ -69,7 +69,7 @@ from scipy.signal import lfilter
 
 from sentinance.catalog import CANDLE_COLUMNS, SIMULATOR_LABELS, SIMULATOR_TRADE_LABELS, TRADE_COLUMNS
 from sentinance.errors import SettingsError
-from sentinance.settings import INTERVAL_SECONDS, Universe
+from sentinance.settings import Universe, interval_seconds
 
 ORIGIN = pd.Timestamp("2024-01-01T00:00:00Z")
 INTERVAL = "1h"  # the candles it produces unless asked for another interval
@@ -236,14 +236,6 @@ def _offset_us(ts: datetime, name: str, step_us: int, grid: str) -> int:
     if offset_ns < 0:
         raise SettingsError(f"{name} must not precede the simulator origin {ORIGIN}, got {ts!r}")
     return offset_ns // 1000
-
-
-def _interval_us(interval: str) -> int:
-    if interval not in INTERVAL_SECONDS:
-        raise SettingsError(
-            f"unknown interval {interval!r}: the simulator makes candles of {', '.join(INTERVAL_SECONDS)}"
-        )
-    return INTERVAL_SECONDS[interval] * 1_000_000
 
 
 @lru_cache(maxsize=8)
@@ -594,7 +586,7 @@ def simulate_candles(
     """Candles of ``interval`` with open_time in ``[start, end)`` (bounds on the interval's grid):
     exactly the aggregation of :func:`simulate_trades` per interval; no trades, no candle."""
     chosen = _selected(universe, exchanges, assets)
-    step_us = _interval_us(interval)
+    step_us = interval_seconds(interval) * 1_000_000
     frames = []
     for exchange, asset, tr, inside in _series(_window(start, end, step_us, interval), seed, chosen, lags):
         time_us, price = tr.time_us[inside], tr.price[inside]

@@ -449,7 +449,7 @@ def test_intervals_are_window_independent_and_take_bounds_on_their_grid():
     [
         (START + pd.Timedelta(hours=2), "4h", "aligned to 4h"),
         (START + pd.Timedelta(minutes=3), "5m", "aligned to 5m"),
-        (START, "2h", "unknown interval '2h'"),
+        (START, "2h", "unknown candle interval '2h'"),
     ],
 )
 def test_rejects_bounds_off_the_interval_grid_and_unknown_intervals(start, interval, message):
