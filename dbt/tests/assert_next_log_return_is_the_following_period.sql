@@ -1,4 +1,7 @@
--- next_log_return must be the log_return of the same instrument's following hour (null if that hour is missing).
+-- next_log_return must be the log_return of the same instrument's following period (one interval of
+-- the model contract later; null if that period is missing).
+{%- set step = sentinance_var('model')['interval_seconds'] %}
+
 with features as (
 
     select * from {{ ref('fct_training_features') }}
@@ -6,15 +9,15 @@ with features as (
 )
 
 select
-    current_hour.instrument_id,
-    current_hour.event_timestamp,
-    current_hour.next_log_return,
-    following_hour.log_return as following_log_return
+    current_period.instrument_id,
+    current_period.event_timestamp,
+    current_period.next_log_return,
+    following_period.log_return as following_log_return
 
-from features as current_hour
-left join features as following_hour
+from features as current_period
+left join features as following_period
     on
-        current_hour.instrument_id = following_hour.instrument_id
-        and following_hour.event_timestamp = current_hour.event_timestamp + interval '1 hour'
+        current_period.instrument_id = following_period.instrument_id
+        and following_period.event_timestamp = current_period.event_timestamp + interval '{{ step }} seconds'
 
-where current_hour.next_log_return is distinct from following_hour.log_return
+where current_period.next_log_return is distinct from following_period.log_return

@@ -2,21 +2,28 @@
     config(
         materialized='incremental',
         incremental_strategy='delete+insert',
-        unique_key=['instrument_id', 'open_time'],
-        indexes=[{'columns': ['instrument_id', 'open_time'], 'unique': true}, {'columns': ['ingested_at']}],
+        unique_key=['instrument_id', 'interval', 'open_time'],
+        indexes=[
+            {'columns': ['instrument_id', 'interval', 'open_time'], 'unique': true},
+            {'columns': ['ingested_at']},
+        ],
         on_schema_change='fail'
     )
 }}
 
-{#- Incremental runs rewrite the candles bronze landed or corrected since the last build
-    (ingested_at) and the hour after each of them, whose log_return depends on its close. -#}
+{#- Every interval bronze holds, each series on its own: the log return is over the previous
+    candle of the same interval. Incremental runs rewrite the candles bronze landed or corrected
+    since the last build (ingested_at) and the candle one interval after each of them, whose
+    log_return depends on its close. -#}
 
 with
 
 candles as (
 
-    select * from {{ ref('stg_bronze__candles') }}
-    where interval = '1h'
+    select
+        *,
+        {{ interval_seconds('interval') }} as interval_seconds
+    from {{ ref('stg_bronze__candles') }}
 
 ),
 
@@ -25,7 +32,9 @@ changed as (
 
     select
         candles.instrument_id,
-        candles.open_time
+        candles.interval,
+        candles.open_time,
+        candles.interval_seconds
     from candles
     where candles.ingested_at > (select coalesce(max(built.ingested_at), '-infinity') from {{ this }} as built)
 
@@ -35,12 +44,14 @@ affected as (
 
     select
         instrument_id,
+        interval,
         open_time
     from changed
     union
     select
         instrument_id,
-        open_time + interval '1 hour' as open_time
+        interval,
+        open_time + make_interval(secs => interval_seconds) as open_time
     from changed
 
 ),
@@ -53,6 +64,8 @@ final as (
         candles.exchange,
         candles.symbol,
         candles.asset,
+        candles.interval,
+        candles.interval_seconds,
         candles.open_time,
         candles.open,
         candles.high,
@@ -71,12 +84,14 @@ final as (
     inner join affected
         on
             candles.instrument_id = affected.instrument_id
+            and candles.interval = affected.interval
             and candles.open_time = affected.open_time
     {% endif %}
     left join candles as previous
         on
             candles.instrument_id = previous.instrument_id
-            and candles.open_time - interval '1 hour' = previous.open_time
+            and candles.interval = previous.interval
+            and candles.open_time - make_interval(secs => candles.interval_seconds) = previous.open_time
 
 )
 
