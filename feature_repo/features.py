@@ -3,7 +3,7 @@
 The view's columns follow the contract and the sequence length setting
 (``SENTINANCE_SEQUENCE_LENGTH``), the same values dbt built the mart's lag columns from. The
 contract's interval keys the view (``instrument_<interval>_features``) and sets its TTL in
-periods (docs/adr/0006-forecast-interval.md).
+periods (docs/adr/0007-intervals-downstream-of-bronze.md).
 """
 
 from feast import Entity, FeatureService, FeatureView, Field, Project, ValueType

@@ -5,10 +5,9 @@ read their tables from here; dbt receives the model contract as vars (:func:`dbt
 :class:`Table` names its layer, keys, Arrow schema, partitioning, whether the Delta change data
 feed is on and which warehouse table (``lake.<name>``) mirrors it. :data:`FORECASTER` is the
 model contract: its input features (the mart keeps ``sequence_length`` lags of each), label,
-candle interval (which keys its feature view: ``docs/adr/0006-forecast-interval.md``), mart,
-Feast feature view and service, and registered model name. The sequence length itself is a
-setting (``SENTINANCE_SEQUENCE_LENGTH``). :data:`ANOMALY_INTERVAL` is the candles the detectors
-flag.
+candle interval (which keys its feature view and sets its periods: ADR 0007), mart, Feast
+feature view and service, and registered model name. The sequence length itself is a setting
+(``SENTINANCE_SEQUENCE_LENGTH``). :data:`ANOMALY_INTERVAL` is the candles the detectors flag.
 """
 
 from __future__ import annotations

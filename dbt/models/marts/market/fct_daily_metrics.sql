@@ -11,7 +11,7 @@
 {#- One row per instrument and UTC day on a date spine from the instrument's first day to the
     latest day of any instrument, so a day without candles is a row with hours_observed = 0.
     A day is built from the candles of ONE interval, the finest that has a candle that day, so
-    intervals landed side by side are never counted twice (docs/marts.md). Incremental runs
+    intervals landed side by side are never counted twice (ADR 0007). Incremental runs
     rebuild, per instrument, from the first day touched by candles rewritten since the last build
     (or from its last built day) to the latest day; the day before is read for its close only. -#}
 
