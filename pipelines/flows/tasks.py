@@ -258,7 +258,7 @@ def compare_models(settings: Settings) -> ab_testing.ABResult:
             serving["challenger"],
             0,
             0,
-            ab_testing.MIN_HOURS,
+            ab_testing.MIN_PERIODS,
             None,
             False,
             "",
