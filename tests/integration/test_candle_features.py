@@ -393,7 +393,7 @@ def _simulated(start: pd.Timestamp, end: pd.Timestamp, intervals: tuple[str, ...
         ingested_at=pd.Timestamp.now(tz="UTC"),
         flow_run_id="test",
         payload_hash=[hashlib.sha256(repr(r).encode()).hexdigest() for r in rows.itertuples(index=False)],
-    )[catalog.CANDLES.schema.names]
+    ).reindex(columns=catalog.CANDLES.schema.names)  # the optional columns the simulator has not: null
 
 
 def _land(settings: Settings, rows: pd.DataFrame) -> None:
