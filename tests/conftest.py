@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -207,3 +208,41 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     EventsWorker.drain_all(timeout=10)
     for server in list(SubprocessASGIServer._instances.values()):
         server.stop()
+
+
+# -- a Prefect server with a process work pool and its worker (engines tier) ----------------------
+
+WORK_POOL = "sentinance-process"
+
+
+@dataclass(frozen=True)
+class WorkPool:
+    """A Prefect server on loopback and `sentinance serve --work-pool` (deployments + one worker) on ``home``."""
+
+    api: str
+    home: Path
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def work_pool() -> Iterator[WorkPool]:
+    """Started once, stopped at the end of the session; its state dir is its own (embedded PostgreSQL)."""
+    import httpx
+    from support.servers import START_SECONDS, prefect_server, sentinance, state_env
+
+    home = Path(tempfile.mkdtemp(prefix="sentinance-pool-"))
+    with prefect_server(home / "prefect-server") as api:
+        env = state_env(home, PREFECT_API_URL=api, PREFECT_WORKER_QUERY_SECONDS="2")
+        with sentinance("serve", "--work-pool", WORK_POOL, log_name="prefect-worker", env=env) as worker:
+            deadline = time.monotonic() + START_SECONDS
+            while not httpx.post(f"{api}/work_pools/{WORK_POOL}/workers/filter", json={}).is_success or not [
+                w
+                for w in httpx.post(f"{api}/work_pools/{WORK_POOL}/workers/filter", json={}).json()
+                if w["status"] == "ONLINE"
+            ]:
+                assert worker.poll() is None, (
+                    "`sentinance serve --work-pool` exited: see test-artifacts/prefect-worker.log"
+                )
+                assert time.monotonic() < deadline, "no worker came online: see test-artifacts/prefect-worker.log"
+                time.sleep(1)
+            yield WorkPool(api, home, env)

@@ -125,12 +125,15 @@ def postgres(directory: Path) -> Iterator[str]:
         user = pwd.getpwnam(owner)
         for path in (directory, sockets, secret):
             os.chown(path, user.pw_uid, user.pw_gid)
+        directory.parent.chmod(0o755)  # a temporary directory is 0700: the server's user must traverse it
     initdb = [str(bindir / "initdb"), "-D", str(data), "-U", "sentinance", "--pwfile", str(secret)]
-    subprocess.run(
+    done = subprocess.run(
         [*_as_owner(owner), *initdb, "--auth=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"],
-        check=True,
         capture_output=True,
+        text=True,
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"initdb failed: {done.stderr}")
     options = f"-c listen_addresses=127.0.0.1 -p {port} -k {sockets} -c fsync=off -c max_connections=200"
     command = [*_as_owner(owner), str(bindir / "postgres"), "-D", str(data), *options.split()]
     url = f"postgresql://sentinance:{PG_PASSWORD}@127.0.0.1:{port}/sentinance"
@@ -156,6 +159,7 @@ def postgres(directory: Path) -> Iterator[str]:
 def redis(directory: Path) -> Iterator[str]:
     """Debian's redis-server on 127.0.0.1, persistence off; yields ``host:port`` (Feast's connection string)."""
     port = free_port()
+    directory.mkdir(parents=True, exist_ok=True)
     command = [
         shutil.which("redis-server") or "redis-server",
         "--bind",
