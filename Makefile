@@ -39,7 +39,7 @@ lint: install
 	$(VENV)/bin/sqlfluff lint dbt
 
 serve: install
-	$(VENV)/bin/sentinance serve
+	$(VENV)/bin/sentinance serve $(SERVE_ARGS)
 
 docs: install
 	$(VENV)/bin/sentinance ui dbt-docs

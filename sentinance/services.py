@@ -151,9 +151,14 @@ def _open_mlflow_store(uri: str, artifact_root: str, database_url: str | None) -
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {MLFLOW_SCHEMA}")
     engine = SqlAlchemyStore(uri, artifact_root).engine
     try:
-        relocate_mlflow_store(engine, artifact_root)
+        replacements = relocate_mlflow_store(engine, artifact_root)
     finally:
         engine.dispose()
+    for model in Path(url2pathname(urlparse(artifact_root).path)).rglob("MLmodel") if replacements else ():
+        text = model.read_text()  # its artifact_path records where it was logged
+        for before, after in replacements:
+            text = text.replace(before, after)
+        model.write_text(text)
 
 
 def _home_of(artifact_root: str) -> str | None:
@@ -166,9 +171,9 @@ def _home_of(artifact_root: str) -> str | None:
     )
 
 
-def relocate_mlflow_store(engine, artifact_root: str) -> int:
+def relocate_mlflow_store(engine, artifact_root: str) -> list[tuple[str, str]]:
     """Rewrite the locations an MLflow store recorded under another state dir to ``artifact_root``'s;
-    returns the rows changed. MLflow has no relocation of its own: every text column of its
+    returns the (old, new) prefixes it replaced. MLflow has no relocation of its own: every text column of its
     tables (artifact locations, model version sources, tags such as a training set's path, dataset
     sources) has the old state dir's path replaced, as a ``file:`` URI and as a plain path."""
     import sqlalchemy as sa
@@ -177,7 +182,7 @@ def relocate_mlflow_store(engine, artifact_root: str) -> int:
     with engine.begin() as conn:
         found = conn.execute(sa.text("SELECT artifact_location FROM experiments WHERE experiment_id = 0")).scalar()
         if found is None or found == wanted:
-            return 0
+            return []
         old, new = _home_of(found.removesuffix("/0")), _home_of(artifact_root)
         replacements = []
         if old and new:  # a state dir moved; otherwise a store from before: only its Default experiment moves
@@ -191,18 +196,19 @@ def relocate_mlflow_store(engine, artifact_root: str) -> int:
             for column in inspector.get_columns(table):
                 if table == "alembic_version" or not isinstance(column["type"], sa.String):
                     continue
-                name = sa.column(column["name"])
+                rows = sa.table(table, sa.column(column["name"]))
+                value = rows.c[column["name"]]
                 for before, after in replacements:
                     changed += conn.execute(
-                        sa.update(sa.table(table, name))
-                        .where(name.contains(before, autoescape=True))
-                        .values({column["name"]: sa.func.replace(name, before, after)})
+                        sa.update(rows)
+                        .where(value.contains(before, autoescape=True))
+                        .values({column["name"]: sa.func.replace(value, before, after)})
                     ).rowcount
         conn.execute(
             sa.text("UPDATE experiments SET artifact_location = :wanted WHERE experiment_id = 0"), {"wanted": wanted}
         )
     log.info("MLflow store moved from %s to %s: %d recorded locations rewritten", found, wanted, changed)
-    return changed
+    return replacements
 
 
 def _prefect_server_record(settings: Settings) -> Path:

@@ -41,7 +41,7 @@ _SKIPPED_SUFFIXES = ("-wal", "-shm", "-journal")  # SQLite's side files: their c
 
 def _pg_tool(name: str) -> str:
     """A PostgreSQL client of the embedded server's version (pgserver ships them)."""
-    from pgserver import POSTGRES_BIN_PATH
+    from pgserver.postgres_server import POSTGRES_BIN_PATH
 
     return str(POSTGRES_BIN_PATH / name)
 

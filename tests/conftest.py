@@ -228,10 +228,10 @@ class WorkPool:
 def work_pool() -> Iterator[WorkPool]:
     """Started once, stopped at the end of the session; its state dir is its own (embedded PostgreSQL)."""
     import httpx
-    from support.servers import START_SECONDS, prefect_server, sentinance, state_env
+    from support.servers import START_SECONDS, prefect_server, sentinance, state_env, stop_embedded_postgres
 
     home = Path(tempfile.mkdtemp(prefix="sentinance-pool-"))
-    with prefect_server(home / "prefect-server") as api:
+    with prefect_server(Path(tempfile.mkdtemp(prefix="sentinance-prefect-server-"))) as api:
         env = state_env(home, PREFECT_API_URL=api, PREFECT_WORKER_QUERY_SECONDS="2")
         with sentinance("serve", "--work-pool", WORK_POOL, log_name="prefect-worker", env=env) as worker:
             deadline = time.monotonic() + START_SECONDS
@@ -246,3 +246,5 @@ def work_pool() -> Iterator[WorkPool]:
                 assert time.monotonic() < deadline, "no worker came online: see test-artifacts/prefect-worker.log"
                 time.sleep(1)
             yield WorkPool(api, home, env)
+    if home.exists():
+        stop_embedded_postgres(home)

@@ -152,6 +152,17 @@ def postgres(directory: Path) -> Iterator[str]:
         yield url
 
 
+def stop_embedded_postgres(home: Path) -> None:
+    """Stop the embedded PostgreSQL of the state dir ``home`` if it still runs: a flow run's process that
+    started it may end without stopping it (pgserver stops it at the exit of the last process it knows)."""
+    from pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(home / "postgres" / "data")
+    if info is not None and info.is_running():
+        info.process.send_signal(signal.SIGINT)  # PostgreSQL's fast shutdown
+        info.process.wait(30)
+
+
 # -- Redis -----------------------------------------------------------------------------------------
 
 
