@@ -213,38 +213,76 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 # -- a Prefect server with a process work pool and its worker (engines tier) ----------------------
 
 WORK_POOL = "sentinance-process"
+POOL_RUN_SECONDS = 1200
+POOL_DAYS = 21  # of history: enough for the model's walk-forward folds
 
 
 @dataclass(frozen=True)
 class WorkPool:
-    """A Prefect server on loopback and `sentinance serve --work-pool` (deployments + one worker) on ``home``."""
+    """A Prefect server on loopback, `sentinance serve --work-pool` (deployments + one worker) on the state
+    dir ``home``, and the flow runs its worker ran: ``ingest`` (`ingest/hourly`), ``triggered`` (the
+    `features-and-marts/after-ingest` run its completion triggered), ``manual`` (`lakehouse/manual`)."""
 
     api: str
     home: Path
-    env: dict[str, str]
+    pool: str
+    runs: dict
+
+
+def _finished_runs(flow: str, deployment: str, seconds: float) -> list:
+    """The flow runs of ``flow``/``deployment`` once there are some and all are finished."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowFilter, FlowFilterName
+
+    deadline = time.monotonic() + seconds
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[flow])),
+                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[deployment])),
+            )
+        if runs and all(r.state.is_final() for r in runs):
+            return runs
+        assert time.monotonic() < deadline, (
+            f"no finished {flow}/{deployment} run: see test-artifacts/prefect-worker.log"
+        )
+        time.sleep(2)
 
 
 @pytest.fixture(scope="session")
 def work_pool() -> Iterator[WorkPool]:
-    """Started once, stopped at the end of the session; its state dir is its own (embedded PostgreSQL)."""
-    import httpx
-    from support.servers import START_SECONDS, prefect_server, sentinance, state_env, stop_embedded_postgres
+    """Started once for the tests that need it, its runs made once; the state dir is its own (embedded
+    PostgreSQL). The runs keep the deployments' wall-clock windows (up to the current hour), as
+    scheduled runs would."""
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from support.servers import (
+        START_SECONDS,
+        online_workers,
+        prefect_server,
+        sentinance,
+        state_env,
+        stop_embedded_postgres,
+    )
 
     home = Path(tempfile.mkdtemp(prefix="sentinance-pool-"))
     with prefect_server(Path(tempfile.mkdtemp(prefix="sentinance-prefect-server-"))) as api:
         env = state_env(home, PREFECT_API_URL=api, PREFECT_WORKER_QUERY_SECONDS="2")
         with sentinance("serve", "--work-pool", WORK_POOL, log_name="prefect-worker", env=env) as worker:
             deadline = time.monotonic() + START_SECONDS
-            while not httpx.post(f"{api}/work_pools/{WORK_POOL}/workers/filter", json={}).is_success or not [
-                w
-                for w in httpx.post(f"{api}/work_pools/{WORK_POOL}/workers/filter", json={}).json()
-                if w["status"] == "ONLINE"
-            ]:
-                assert worker.poll() is None, (
-                    "`sentinance serve --work-pool` exited: see test-artifacts/prefect-worker.log"
-                )
+            while not online_workers(api, WORK_POOL):  # the pool exists once the deployments are registered
+                assert worker.poll() is None, "`sentinance serve --work-pool` exited: see test-artifacts/"
                 assert time.monotonic() < deadline, "no worker came online: see test-artifacts/prefect-worker.log"
                 time.sleep(1)
-            yield WorkPool(api, home, env)
+            with temporary_settings({PREFECT_API_URL: api}):  # only while triggering: other tests keep theirs
+                runs = {
+                    "ingest": run_deployment("ingest/hourly", parameters={"days": POOL_DAYS}, timeout=POOL_RUN_SECONDS)
+                }
+                if runs["ingest"].state.is_completed():
+                    runs["triggered"] = _finished_runs("features-and-marts", "after-ingest", POOL_RUN_SECONDS)
+                    runs["manual"] = run_deployment(
+                        "lakehouse/manual", parameters={"days": POOL_DAYS}, timeout=POOL_RUN_SECONDS
+                    )
+            yield WorkPool(api, home, WORK_POOL, runs)
     if home.exists():
         stop_embedded_postgres(home)

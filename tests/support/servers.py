@@ -230,3 +230,9 @@ def prefect_server(home: Path) -> Iterator[str]:
         api = f"http://127.0.0.1:{port}/api"
         wait_for_http(f"{api}/health", START_SECONDS, server)
         yield api
+
+
+def online_workers(api: str, pool: str) -> int:
+    """Workers of the work pool ``pool`` the Prefect API at ``api`` counts as online (0 if no such pool yet)."""
+    reply = httpx.post(f"{api}/work_pools/{pool}/workers/filter", json={})
+    return sum(w["status"] == "ONLINE" for w in reply.json()) if reply.is_success else 0
