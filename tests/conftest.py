@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sentinance.catalog import FORECASTER, instrument_id
+from sentinance import lake
+from sentinance.catalog import CANDLE_FEATURES, CANDLES, FORECASTER, PREDICTIONS, instrument_id
 from sentinance.settings import Settings, configure, get_settings
 
 # Before Prefect, Spark or MLflow is imported by a test module: the session's state dir and the
@@ -221,12 +222,14 @@ POOL_DAYS = 21  # of history: enough for the model's walk-forward folds
 class WorkPool:
     """A Prefect server on loopback, `sentinance serve --work-pool` (deployments + one worker) on the state
     dir ``home``, and the flow runs its worker ran: ``ingest`` (`ingest/hourly`), ``triggered`` (the
-    `features-and-marts/after-ingest` run its completion triggered), ``manual`` (`lakehouse/manual`)."""
+    `features-and-marts/after-ingest` run its completion triggered), ``manual`` (`lakehouse/manual`);
+    ``rows`` counts the tables they wrote, right after them (a later test may move the state dir away)."""
 
     api: str
     home: Path
     pool: str
     runs: dict
+    rows: dict[str, int]
 
 
 def _finished_runs(flow: str, deployment: str, seconds: float) -> list:
@@ -283,6 +286,8 @@ def work_pool() -> Iterator[WorkPool]:
                     runs["manual"] = run_deployment(
                         "lakehouse/manual", parameters={"days": POOL_DAYS}, timeout=POOL_RUN_SECONDS
                     )
-            yield WorkPool(api, home, WORK_POOL, runs)
+            paths = {t.id: t.path(Settings(home=home)) for t in (CANDLES, CANDLE_FEATURES, PREDICTIONS)}
+            rows = {table: lake.row_count(path) for table, path in paths.items() if lake.exists(path)}
+            yield WorkPool(api, home, WORK_POOL, runs, rows)
     if home.exists():
         stop_embedded_postgres(home)
