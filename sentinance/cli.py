@@ -362,7 +362,7 @@ def _serve_deployments(args: argparse.Namespace) -> int:
     if not args.work_pool:
         deployments.serve(limit=args.limit)
         return 0
-    deployments.deploy(args.work_pool)
+    deployments.deploy_to_work_pool(args.work_pool)
     print(f"deployments registered on the work pool {args.work_pool!r}; starting a process worker", flush=True)
     worker = [str(BIN / "prefect"), "worker", "start", "--pool", args.work_pool, "--type", "process"]
     return subprocess.run([*worker, *(["--limit", str(args.limit)] if args.limit else [])], check=False).returncode

@@ -15,7 +15,7 @@ flow (:mod:`sentinance.pipelines.flows.lakehouse`) are deployed as they are. Sch
   (``days=90``, ``full_refresh=False``).
 
 Every deployment runs at most one flow run at a time (later ones queue). :func:`serve` runs their
-flows in this process's subprocesses; :func:`deploy` registers them on a process work pool instead,
+flows in this process's subprocesses; :func:`deploy_to_work_pool` registers them on a process work pool instead,
 whose workers (``prefect worker start --pool …``, any number, on any machine with this package
 installed) run them.
 """
@@ -100,7 +100,7 @@ def serve(limit: int | None = None) -> None:
     prefect_serve(*deployments(), limit=limit)
 
 
-def deploy(work_pool: str) -> list[UUID]:
+def deploy_to_work_pool(work_pool: str) -> list[UUID]:
     """Register the deployments on the Prefect API for the process work pool ``work_pool`` (created if
     missing); its workers import the flows from this package (module entrypoints, no code storage)."""
     ensure_state_limit()

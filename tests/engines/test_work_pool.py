@@ -16,6 +16,7 @@ DEPLOYMENTS = {
     "train/daily",
     "score/hourly",
     "monitor/daily",
+    "maintain/daily",
     "lakehouse/manual",
 }
 
