@@ -6,6 +6,7 @@ whose artifacts are gone is a one-line error."""
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -35,8 +36,6 @@ def _cli(*args: str, home: Path) -> subprocess.CompletedProcess:
 
 def _mlflow_text(settings: Settings) -> str:
     """Every recorded location, tag and source of the state's MLflow store, as one text."""
-    import sqlite3
-
     services.mlflow_tracking_uri(settings)  # opened here (moved, if it was elsewhere)
     with sqlite3.connect(settings.mlflow_dir / "mlflow.db") as conn:
         return "\n".join(
