@@ -9,7 +9,7 @@ DEPS_STAMP := $(VENV)/.deps-$(LOCK_HASH)
 PKG_STAMP := $(VENV)/.pkg-$(shell echo "$(CURDIR)" | sha256sum | cut -c1-16)-$(LOCK_HASH)
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: install run test lint serve docs browser lock clean-state
+.PHONY: install run test lint serve docs browser servers lock clean-state
 
 $(DEPS_STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ install: $(PKG_STAMP)
 run: install
 	$(VENV)/bin/sentinance run
 
-test: install browser lint
+test: install browser servers lint
 	$(PY) -m pytest
 
 # ruff (lint and format) on the Python and the notebooks, sqlfluff on the dbt project: the whole tree, clean
@@ -39,7 +39,7 @@ lint: install
 	$(VENV)/bin/sqlfluff lint dbt
 
 serve: install
-	$(VENV)/bin/sentinance serve
+	$(VENV)/bin/sentinance serve $(SERVE_ARGS)
 
 docs: install
 	$(VENV)/bin/sentinance ui dbt-docs
@@ -49,6 +49,14 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    chromium chromium-driver >/dev/null; }
+
+# Debian's servers for the engines tier (tests/engines): PostgreSQL, Redis, and docker-compose to validate
+# infra/compose (no Docker engine runs); needs root. The tests start and stop each server on 127.0.0.1.
+servers:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v redis-server >/dev/null \
+	  && command -v docker-compose >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    postgresql redis-server docker-compose >/dev/null; }
 
 # Re-resolve the pinned set after changing dependencies in pyproject.toml (needs uv).
 lock:

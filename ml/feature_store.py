@@ -9,7 +9,9 @@ and ``features.py`` is imported with the settings' values set only while it runs
 The online store is chosen by ``SENTINANCE_FEAST_ONLINE_STORE``: ``sqlite`` (default, a file in
 the state dir), ``postgres`` (the warehouse, schema ``feast_online``) or ``redis`` (at
 ``SENTINANCE_FEAST_REDIS``, ``host:port[,db=0,...]``); each has its own YAML next to
-``feature_store.yaml`` and its own registry file.
+``feature_store.yaml`` and its own registry (it records how far each view was materialized): a
+file in the state dir, or, with ``SENTINANCE_DATABASE_URL``, Feast's SQL registry in that
+PostgreSQL (schema ``feast_registry``, ``feast_registry_postgres``, ``feast_registry_redis``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import pandas as pd
 import yaml
@@ -40,13 +43,32 @@ ONLINE_STORES = {
     "postgres": "feature_store.postgres.yaml",
     "redis": "feature_store.redis.yaml",
 }
+REGISTRIES = {"sqlite": "registry", "postgres": "registry-postgres", "redis": "registry-redis"}
+
+
+def registry_location(settings: Settings) -> tuple[str, str]:
+    """(registry type, path) of the configured online store's registry: a file in the state dir, or a
+    schema of ``SENTINANCE_DATABASE_URL`` for Feast's SQL registry."""
+    name = REGISTRIES[settings.feast_online_store]
+    if not settings.database_url:
+        return "file", str(settings.feast_dir / f"{name}.db")
+    from sqlalchemy.engine import URL
+
+    params = services.pg_params(settings)
+    schema = f"feast_{name.replace('-', '_')}"
+    query = {"host": params.host, "port": str(params.port), "options": f"-csearch_path={schema}"}
+    url = URL.create("postgresql+psycopg", params.user, params.password or None, database=params.dbname, query=query)
+    return "sql", url.render_as_string(hide_password=False)
 
 
 def feast_environment(settings: Settings) -> dict[str, str]:
     """The variables the repo's YAML and ``features.py`` read, for this state."""
+    registry_type, registry = registry_location(settings)
     return {
         **settings.environment(),
         "SENTINANCE_FEAST_DIR": str(settings.feast_dir),
+        "SENTINANCE_FEAST_REGISTRY_TYPE": registry_type,
+        "SENTINANCE_FEAST_REGISTRY": registry,
         **services.pg_params(settings).env(),
     }
 
@@ -73,7 +95,12 @@ def feature_store(settings: Settings | None = None) -> FeatureStore:
     """A FeatureStore on the Feast repo, its state in ``settings.feast_dir``, with the configured online store."""
     settings = settings or get_settings()
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
-    return FeatureStore(repo_path=str(feature_repo_dir()), config=repo_config(settings))
+    config = repo_config(settings)
+    if config.registry.registry_type == "sql":  # Feast creates its tables, not their schema
+        schema = parse_qs(urlparse(config.registry.path).query)["options"][0].partition("=")[2]
+        with services.connect(settings, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    return FeatureStore(repo_path=str(feature_repo_dir()), config=config)
 
 
 def _repo_objects(settings: Settings) -> list[Any]:

@@ -4,6 +4,9 @@ and the lineage record (Delta versions, git commit, definitions hash) of a train
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import mlflow
 from mlflow import MlflowClient
@@ -77,7 +80,19 @@ def recorded_training_set_versions(settings: Settings) -> list[int]:
     return sorted({int(v.tags["training_set_delta_version"]) for v in found if "training_set_delta_version" in v.tags})
 
 
+def require_artifacts(version: ModelVersion) -> None:
+    """Raise a one-line error if the version's model files are gone (a state dir copied without them);
+    MLflow itself would list nothing, or fail deep inside loading."""
+    uri = MlflowClient().get_model_version_download_uri(FORECASTER.name, version.version)
+    if uri.startswith("file:") and not (Path(url2pathname(urlparse(uri).path)) / "MLmodel").is_file():
+        raise MissingInputError(
+            f"the artifacts of {FORECASTER.name} v{version.version} are missing ({uri}): restore the state "
+            "dir with `sentinance restore`, or train again with `sentinance train`"
+        )
+
+
 def load_model(version: ModelVersion) -> PyFuncModel:
+    require_artifacts(version)
     return mlflow.pyfunc.load_model(f"models:/{FORECASTER.name}/{version.version}")
 
 

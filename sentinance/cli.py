@@ -84,11 +84,13 @@ def _require_table(settings: Settings, table: str, step: str) -> None:
 
 
 def _require_model(settings: Settings) -> None:
+    from sentinance.ml import registry
     from sentinance.status import model_status
 
     model = model_status(settings)
     if not model or not model["aliases"]:
         raise MissingInputError(f"no registered model in {settings.home} yet: run `sentinance train` first")
+    registry.require_artifacts(registry.serving_version(settings)[0])
 
 
 # --- stage commands -----------------------------------------------------------------------------
@@ -267,6 +269,18 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backup(args: argparse.Namespace) -> int:
+    from sentinance import state
+
+    return _print_result(state.backup(get_settings(), args.archive))
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from sentinance import state
+
+    return _print_result(state.restore(get_settings(), args.archive))
+
+
 # --- servers on loopback --------------------------------------------------------------------------
 
 
@@ -366,16 +380,27 @@ def wait_for_http(url: str, seconds: float, process: subprocess.Popen | None = N
     raise SentinanceError(f"{url} did not answer within {seconds:.0f}s")
 
 
+def _serve_deployments(args: argparse.Namespace) -> int:
+    """Serve the deployments from this process, or register them on a work pool and run one worker of it."""
+    from sentinance.pipelines.flows import deployments
+
+    if not args.work_pool:
+        deployments.serve(limit=args.limit)
+        return 0
+    deployments.deploy_to_work_pool(args.work_pool)
+    print(f"deployments registered on the work pool {args.work_pool!r}; starting a process worker", flush=True)
+    worker = [str(BIN / "prefect"), "worker", "start", "--pool", args.work_pool, "--type", "process"]
+    return subprocess.run([*worker, *(["--limit", str(args.limit)] if args.limit else [])], check=False).returncode
+
+
 def _serve(args: argparse.Namespace) -> int:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from sentinance import services
-    from sentinance.pipelines.flows import deployments
 
     if PREFECT_API_URL.value():
         print(f"serving the deployments on {PREFECT_API_URL.value()}", flush=True)
-        deployments.serve(limit=args.limit)
-        return 0
+        return _serve_deployments(args)
     _check_port(args.port)
     settings = get_settings()
     server = subprocess.Popen(prefect_server_command(args.port), start_new_session=True)
@@ -384,9 +409,9 @@ def _serve(args: argparse.Namespace) -> int:
         wait_for_http(f"{api}/health", SERVER_START_SECONDS, server)
         services.record_prefect_server(settings, api, server.pid)  # other commands on this state report here
         print(f"Prefect UI on http://127.0.0.1:{args.port}; serving the deployments (Ctrl-C stops both)", flush=True)
-        os.environ["PREFECT_API_URL"] = api  # for the flow-run subprocesses
+        os.environ["PREFECT_API_URL"] = api  # for the flow-run subprocesses and the worker
         with temporary_settings({PREFECT_API_URL: api}):
-            deployments.serve(limit=args.limit)
+            return _serve_deployments(args)
     finally:
         services.forget_prefect_server(settings)
         server.terminate()
@@ -394,7 +419,6 @@ def _serve(args: argparse.Namespace) -> int:
             server.wait(timeout=15)
         except subprocess.TimeoutExpired:
             server.kill()
-    return 0
 
 
 # --- parser ---------------------------------------------------------------------------------------
@@ -493,9 +517,20 @@ def build_parser() -> argparse.ArgumentParser:
     status = command("status", _status, "tables, Delta versions, model aliases, last flow runs and UI commands")
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
+    backup = command("backup", _backup, "write the state dir (lake, warehouse, MLflow, Feast, Prefect) to one archive")
+    backup.add_argument("archive", type=Path, help="the .tar.gz file to write (must not exist yet)")
+    restore = command("restore", _restore, "unpack a backup into the empty state dir SENTINANCE_HOME, wherever it is")
+    restore.add_argument("archive", type=Path, help="a .tar.gz written by `sentinance backup`")
+
     serve = command("serve", _serve, "start a Prefect server on loopback and serve the scheduled deployments")
     serve.add_argument("--port", type=_port, default=4200, help="Prefect UI/API port (default 4200)")
     serve.add_argument("--limit", type=_positive(int), default=None, help="at most this many flow runs at once")
+    serve.add_argument(
+        "--work-pool",
+        metavar="NAME",
+        help="register the deployments on this process work pool (created if missing) and start a worker of it, "
+        "instead of running the flows from this process",
+    )
 
     ui = sub.add_parser(
         "ui",

@@ -1,7 +1,13 @@
 """Embedded services, started on demand and reused: PostgreSQL (pgserver) and the MLflow store.
 
-With ``SENTINANCE_DATABASE_URL`` set, that PostgreSQL is used and nothing is started.
-pgserver listens on a Unix socket in its data directory only, never on a network address.
+With ``SENTINANCE_DATABASE_URL`` set, that PostgreSQL is used and nothing is started: it holds the
+warehouse and the MLflow store (schema ``mlflow``). pgserver listens on a Unix socket in its data
+directory only, never on a network address.
+
+The MLflow store records absolute artifact locations. It is opened for the state dir it is in
+(:func:`mlflow_tracking_uri`): its Default experiment's location, ``<state>/mlflow/artifacts/0``,
+names the state dir it was written in, and a store found in another one (a copied or restored
+state dir) has every recorded location under the old one rewritten to the new one first.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
+from urllib.request import url2pathname
 
 from sentinance.errors import SettingsError
 from sentinance.settings import Settings, get_settings
@@ -21,6 +28,8 @@ from sentinance.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 DATABASE = "sentinance"
+MLFLOW_SCHEMA = "mlflow"  # the MLflow store's schema in an external PostgreSQL
+ARTIFACTS = "artifacts"  # the MLflow artifact root's folder in the state dir's mlflow/
 
 
 @dataclass(frozen=True)
@@ -106,15 +115,100 @@ def connect(settings: Settings | None = None, autocommit: bool = False):
 
 
 def mlflow_tracking_uri(settings: Settings | None = None) -> str:
-    """MLflow tracking + registry store: a SQLite file in the state dir (a database store)."""
+    """MLflow tracking + registry store, opened for this state dir (see the module's docstring): a
+    SQLite file in the state dir, or the schema ``mlflow`` of ``SENTINANCE_DATABASE_URL``."""
     settings = settings or get_settings()
-    settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{settings.mlflow_dir / 'mlflow.db'}"
+    if settings.database_url:
+        from sqlalchemy.engine import URL
+
+        params = pg_params(settings)
+        query = {"host": params.host, "port": str(params.port), "options": f"-csearch_path={MLFLOW_SCHEMA}"}
+        url = URL.create(
+            "postgresql+psycopg", params.user, params.password or None, database=params.dbname, query=query
+        )
+        uri = url.render_as_string(hide_password=False)
+    else:
+        settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+        uri = f"sqlite:///{settings.mlflow_dir / 'mlflow.db'}"
+    _open_mlflow_store(uri, mlflow_artifact_root(settings), settings.database_url)
+    return uri
 
 
 def mlflow_artifact_root(settings: Settings | None = None) -> str:
     settings = settings or get_settings()
-    return (settings.mlflow_dir / "artifacts").as_uri()
+    return (settings.mlflow_dir / ARTIFACTS).as_uri()
+
+
+@cache
+def _open_mlflow_store(uri: str, artifact_root: str, database_url: str | None) -> None:
+    """Create the store (its Default experiment under ``artifact_root``, not ``./mlruns``) or move it here."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    if database_url:
+        import psycopg
+
+        with psycopg.connect(parse_database_url(database_url).conninfo, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {MLFLOW_SCHEMA}")
+    engine = SqlAlchemyStore(uri, artifact_root).engine
+    try:
+        replacements = relocate_mlflow_store(engine, artifact_root)
+    finally:
+        engine.dispose()
+    for model in Path(url2pathname(urlparse(artifact_root).path)).rglob("MLmodel") if replacements else ():
+        text = model.read_text()  # its artifact_path records where it was logged
+        for before, after in replacements:
+            text = text.replace(before, after)
+        model.write_text(text)
+
+
+def _home_of(artifact_root: str) -> str | None:
+    """The state dir (a ``file:`` URI) an artifact root ``<state>/mlflow/artifacts`` belongs to, else None."""
+    suffix = f"/mlflow/{ARTIFACTS}"
+    return (
+        artifact_root.removesuffix(suffix)
+        if artifact_root.startswith("file:") and artifact_root.endswith(suffix)
+        else None
+    )
+
+
+def relocate_mlflow_store(engine, artifact_root: str) -> list[tuple[str, str]]:
+    """Rewrite the locations an MLflow store recorded under another state dir to ``artifact_root``'s;
+    returns the (old, new) prefixes it replaced. MLflow has no relocation of its own: every text column of its
+    tables (artifact locations, model version sources, tags such as a training set's path, dataset
+    sources) has the old state dir's path replaced, as a ``file:`` URI and as a plain path."""
+    import sqlalchemy as sa
+
+    wanted = f"{artifact_root}/0"
+    with engine.begin() as conn:
+        found = conn.execute(sa.text("SELECT artifact_location FROM experiments WHERE experiment_id = 0")).scalar()
+        if found is None or found == wanted:
+            return []
+        old, new = _home_of(found.removesuffix("/0")), _home_of(artifact_root)
+        replacements = []
+        if old and new:  # a state dir moved; otherwise a store from before: only its Default experiment moves
+            old_path, new_path = (url2pathname(urlparse(u).path) for u in (old, new))
+            replacements = [(f"{old_path}/", f"{new_path}/")]  # also the URI, unless quoting changed the path
+            if old != f"file://{old_path}":
+                replacements.append((f"{old}/", f"{new}/"))
+        changed = 0
+        inspector = sa.inspect(conn)
+        for table in inspector.get_table_names():
+            for column in inspector.get_columns(table):
+                if table == "alembic_version" or not isinstance(column["type"], sa.String):
+                    continue
+                rows = sa.table(table, sa.column(column["name"]))
+                value = rows.c[column["name"]]
+                for before, after in replacements:
+                    changed += conn.execute(
+                        sa.update(rows)
+                        .where(value.contains(before, autoescape=True))
+                        .values({column["name"]: sa.func.replace(value, before, after)})
+                    ).rowcount
+        conn.execute(
+            sa.text("UPDATE experiments SET artifact_location = :wanted WHERE experiment_id = 0"), {"wanted": wanted}
+        )
+    log.info("MLflow store moved from %s to %s: %d recorded locations rewritten", found, wanted, changed)
+    return replacements
 
 
 def _prefect_server_record(settings: Settings) -> Path:

@@ -7,13 +7,16 @@ Tiers are folders, and each test is marked with its folder's name (``pytest -m u
 - ``data``: the landing contracts (Great Expectations) on good and bad data;
 - ``integration``: one stage against the real engines (Delta, Spark, PostgreSQL, dbt, Feast, Prefect);
 - ``model``: training, evaluation, the gate, and the model's behaviour;
-- ``e2e``: the whole flow, the CLI, the notebooks and the UIs.
+- ``e2e``: the whole flow, the CLI, the notebooks and the UIs;
+- ``engines``: real servers started on loopback (a Spark standalone cluster, a Prefect server with a
+  work pool and a worker, Debian's PostgreSQL and Redis), the manifests' validation, a moved state.
 """
 
 from __future__ import annotations
 
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,7 +26,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sentinance.catalog import FORECASTER, instrument_id
+from sentinance import lake
+from sentinance.catalog import CANDLE_FEATURES, CANDLES, FORECASTER, PREDICTIONS, instrument_id
 from sentinance.settings import Settings, configure, get_settings
 
 # Before Prefect, Spark or MLflow is imported by a test module: the session's state dir and the
@@ -31,7 +35,7 @@ from sentinance.settings import Settings, configure, get_settings
 # PostgreSQL (run as its own system user when the tests run as root) cannot traverse.
 SESSION = configure(get_settings(home=tempfile.mkdtemp(prefix="sentinance-test-")))
 
-TIERS = ("unit", "data", "integration", "model", "e2e")
+TIERS = ("unit", "data", "integration", "model", "e2e", "engines")
 LAKEHOUSE_END = datetime(2026, 1, 20, tzinfo=UTC)
 LAKEHOUSE_DAYS = 21
 
@@ -199,3 +203,85 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     EventsWorker.drain_all(timeout=10)
     for server in list(SubprocessASGIServer._instances.values()):
         server.stop()
+
+
+# -- a Prefect server with a process work pool and its worker (engines tier) ----------------------
+
+WORK_POOL = "sentinance-process"
+POOL_RUN_SECONDS = 1200
+POOL_DAYS = 21  # of history: enough for the model's walk-forward folds
+
+
+@dataclass(frozen=True)
+class WorkPool:
+    """A Prefect server on loopback, `sentinance serve --work-pool` (deployments + one worker) on the state
+    dir ``home``, and the flow runs its worker ran: ``ingest`` (`ingest/hourly`), ``triggered`` (the
+    `features-and-marts/after-ingest` run its completion triggered), ``manual`` (`lakehouse/manual`);
+    ``rows`` counts the tables they wrote, right after them (a later test may move the state dir away)."""
+
+    api: str
+    home: Path
+    pool: str
+    runs: dict
+    rows: dict[str, int]
+
+
+def _finished_runs(flow: str, deployment: str, seconds: float) -> list:
+    """The flow runs of ``flow``/``deployment`` once there are some and all are finished."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowFilter, FlowFilterName
+
+    deadline = time.monotonic() + seconds
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[flow])),
+                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[deployment])),
+            )
+        if runs and all(r.state.is_final() for r in runs):
+            return runs
+        assert time.monotonic() < deadline, (
+            f"no finished {flow}/{deployment} run: see test-artifacts/prefect-worker.log"
+        )
+        time.sleep(2)
+
+
+@pytest.fixture(scope="session")
+def work_pool() -> Iterator[WorkPool]:
+    """Started once for the tests that need it, its runs made once; the state dir is its own (embedded
+    PostgreSQL). The runs keep the deployments' wall-clock windows (up to the current hour), as
+    scheduled runs would."""
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from support.servers import (
+        START_SECONDS,
+        online_workers,
+        prefect_server,
+        sentinance,
+        state_env,
+        stop_embedded_postgres,
+    )
+
+    home = Path(tempfile.mkdtemp(prefix="sentinance-pool-"))
+    with prefect_server(Path(tempfile.mkdtemp(prefix="sentinance-prefect-server-"))) as api:
+        env = state_env(home, PREFECT_API_URL=api, PREFECT_WORKER_QUERY_SECONDS="2")
+        with sentinance("serve", "--work-pool", WORK_POOL, log_name="prefect-worker", env=env) as worker:
+            deadline = time.monotonic() + START_SECONDS
+            while not online_workers(api, WORK_POOL):  # the pool exists once the deployments are registered
+                assert worker.poll() is None, "`sentinance serve --work-pool` exited: see test-artifacts/"
+                assert time.monotonic() < deadline, "no worker came online: see test-artifacts/prefect-worker.log"
+                time.sleep(1)
+            with temporary_settings({PREFECT_API_URL: api}):  # only while triggering: other tests keep theirs
+                runs = {
+                    "ingest": run_deployment("ingest/hourly", parameters={"days": POOL_DAYS}, timeout=POOL_RUN_SECONDS)
+                }
+                if runs["ingest"].state.is_completed():
+                    runs["triggered"] = _finished_runs("features-and-marts", "after-ingest", POOL_RUN_SECONDS)
+                    runs["manual"] = run_deployment(
+                        "lakehouse/manual", parameters={"days": POOL_DAYS}, timeout=POOL_RUN_SECONDS
+                    )
+            paths = {t.id: t.path(Settings(home=home)) for t in (CANDLES, CANDLE_FEATURES, PREDICTIONS)}
+            rows = {table: lake.row_count(path) for table, path in paths.items() if lake.exists(path)}
+            yield WorkPool(api, home, WORK_POOL, runs, rows)
+    if home.exists():
+        stop_embedded_postgres(home)

@@ -1,2 +1,1 @@
 CREATE DATABASE prefect OWNER sentinance;
-CREATE DATABASE mlflow OWNER sentinance;

@@ -14,17 +14,28 @@ flow (:mod:`sentinance.pipelines.flows.lakehouse`) are deployed as they are. Sch
 - ``lakehouse/manual``: by hand, the UI's "Run" or ``prefect deployment run lakehouse/manual``
   (``days=90``, ``full_refresh=False``).
 
-Every deployment runs at most one flow run at a time (later ones queue).
+Every deployment runs at most one flow run at a time (later ones queue). :func:`serve` runs their
+flows in this process's subprocesses; :func:`deploy_to_work_pool` registers them on a process work pool instead,
+whose workers (``prefect worker start --pool …``, any number, on any machine with this package
+installed) run them.
 """
 
 from __future__ import annotations
 
+from contextlib import suppress
+from uuid import UUID
+
+from prefect import deploy as prefect_deploy
+from prefect import get_client
 from prefect import serve as prefect_serve
+from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentEventTrigger
+from prefect.exceptions import ObjectAlreadyExists
 from prefect.schedules import Cron
 from prefect.types.entrypoint import EntrypointType
+from prefect.workers.process import ProcessWorker
 
 from sentinance.pipelines.flows.ingest import ingest
 from sentinance.pipelines.flows.lakehouse import lakehouse
@@ -87,3 +98,15 @@ def serve(limit: int | None = None) -> None:
     """Register the deployments on the Prefect API and run their flows as scheduled (blocks until stopped)."""
     ensure_state_limit()
     prefect_serve(*deployments(), limit=limit)
+
+
+def deploy_to_work_pool(work_pool: str) -> list[UUID]:
+    """Register the deployments on the Prefect API for the process work pool ``work_pool`` (created if
+    missing); its workers import the flows from this package (module entrypoints, no code storage)."""
+    ensure_state_limit()
+    pool = WorkPoolCreate(
+        name=work_pool, type="process", base_job_template=ProcessWorker.get_default_base_job_template()
+    )
+    with get_client(sync_client=True) as client, suppress(ObjectAlreadyExists):
+        client.create_work_pool(work_pool=pool)
+    return prefect_deploy(*deployments(), work_pool_name=work_pool, ignore_warnings=True)
