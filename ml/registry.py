@@ -43,28 +43,27 @@ def experiment(settings: Settings, name: str) -> str:
     return mlflow.create_experiment(name, artifact_location=f"{services.mlflow_artifact_root(settings)}/{name}")
 
 
-def alias_version(settings: Settings, alias: str) -> ModelVersion | None:
-    """The version behind ``alias``, or None."""
+def alias_version(settings: Settings, alias: str, name: str = FORECASTER.name) -> ModelVersion | None:
+    """The version of the registered model ``name`` behind ``alias``, or None."""
     try:
-        return client(settings).get_model_version_by_alias(FORECASTER.name, alias)
+        return client(settings).get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
 
 
-def serving_version(settings: Settings) -> tuple[ModelVersion, str]:
-    """The model version to serve and its alias: champion, else challenger (shadow scoring)."""
+def serving_version(settings: Settings, name: str = FORECASTER.name) -> tuple[ModelVersion, str]:
+    """The version of the registered model ``name`` to serve and its alias: champion, else challenger
+    (shadow scoring)."""
     for alias in (CHAMPION, CHALLENGER):
-        version = alias_version(settings, alias)
+        version = alias_version(settings, alias, name)
         if version is not None:
             return version, alias
-        log.info("no %s version of %s", alias, FORECASTER.name)
-    raise MissingInputError(
-        f"{FORECASTER.name} has neither a {CHAMPION} nor a {CHALLENGER} version: run `sentinance train` first"
-    )
+        log.info("no %s version of %s", alias, name)
+    raise MissingInputError(f"{name} has neither a {CHAMPION} nor a {CHALLENGER} version: run `sentinance train` first")
 
 
 def load_model(version: ModelVersion) -> PyFuncModel:
-    return mlflow.pyfunc.load_model(f"models:/{FORECASTER.name}/{version.version}")
+    return mlflow.pyfunc.load_model(f"models:/{version.name}/{version.version}")
 
 
 def _definitions() -> dict[str, Path]:

@@ -8,6 +8,7 @@ flow (:mod:`sentinance.pipelines.flows.lakehouse`) are deployed as they are. Sch
 - ``features-and-marts/after-ingest``: whenever an ``ingest/hourly`` run completes (event trigger),
   the ``features`` then the ``marts`` flow (``full_refresh=False``);
 - ``train/daily``: 02:30;
+- ``train-volatility/daily``: 02:45, the volatility model;
 - ``score/hourly``: every hour at :35;
 - ``monitor/daily``: 03:00, drift then the champion-vs-challenger A/B comparison;
 - ``lakehouse/manual``: by hand, the UI's "Run" or ``prefect deployment run lakehouse/manual``
@@ -27,7 +28,14 @@ from prefect.types.entrypoint import EntrypointType
 
 from sentinance.pipelines.flows.ingest import ingest
 from sentinance.pipelines.flows.lakehouse import lakehouse
-from sentinance.pipelines.flows.stages import ensure_state_limit, features_and_marts, monitor, score, train
+from sentinance.pipelines.flows.stages import (
+    ensure_state_limit,
+    features_and_marts,
+    monitor,
+    score,
+    train,
+    train_volatility,
+)
 
 TAGS = ["sentinance"]
 ONE_AT_A_TIME = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
@@ -68,6 +76,7 @@ def deployments() -> list[RunnerDeployment]:
             features_and_marts, "after-ingest", "features", triggers=[AFTER_INGEST], parameters={"full_refresh": False}
         ),
         deploy(train, "daily", "train", schedules=[Cron("30 2 * * *", timezone="UTC")]),
+        deploy(train_volatility, "daily", "train", schedules=[Cron("45 2 * * *", timezone="UTC")]),
         deploy(score, "hourly", "score", schedules=[Cron("35 * * * *", timezone="UTC")]),
         deploy(monitor, "daily", "monitor", schedules=[Cron("0 3 * * *", timezone="UTC")]),
         deploy(lakehouse, "manual", "lakehouse", parameters={"days": 90, "full_refresh": False}),

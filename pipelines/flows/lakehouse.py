@@ -1,4 +1,4 @@
-"""The main job: the ``lakehouse`` flow, every stage once, bronze -> silver -> marts -> features -> model.
+"""The main job: the ``lakehouse`` flow, every stage once, bronze -> silver -> marts -> features -> models.
 
 A composition of the stage flows of :mod:`sentinance.pipelines.flows.stages` (run as subflows) and two
 tasks of :mod:`sentinance.pipelines.flows.tasks`, holding the state dir's write slot through every stage.
@@ -13,8 +13,9 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
+from sentinance.catalog import VOLATILITY
 from sentinance.pipelines.flows.ingest import default_end, ingest
-from sentinance.pipelines.flows.stages import features, marts, score, state_slot, train
+from sentinance.pipelines.flows.stages import features, marts, score, state_slot, train, train_volatility
 from sentinance.pipelines.flows.tasks import as_plain, compare_models, monitor_drift
 from sentinance.settings import configure, get_settings
 from sentinance.status import collect_status, model_status, render_summary
@@ -25,7 +26,8 @@ def lakehouse(end: datetime | None = None, days: int = 90, full_refresh: bool = 
     """Run every stage once, incrementally; returns the per-stage results and the status.
 
     ``ingest`` -> ``features`` -> ``marts`` -> drift (once a model exists) -> ``train`` (without a
-    model or on drift) -> ``score`` -> champion-vs-challenger A/B, then a summary artifact.
+    model or on drift) -> ``train-volatility`` (without a volatility model or on drift) -> ``score``
+    (both models) -> champion-vs-challenger A/B, then a summary artifact.
     """
     settings = configure(get_settings())
     logger = get_run_logger()
@@ -41,6 +43,8 @@ def lakehouse(end: datetime | None = None, days: int = 90, full_refresh: bool = 
             stages["train"] = train()
         else:
             logger.info("no drift: the registered model is kept")
+        if drift is None or drift.retrain or not model_status(settings, VOLATILITY):
+            stages["train_volatility"] = train_volatility()
         stages.update(score())
         stages["ab_testing"] = as_plain(compare_models(settings))
     status = collect_status(settings, current_run=flow_run.get_id())

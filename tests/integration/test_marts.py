@@ -1,4 +1,5 @@
-"""The dbt project for real: silver Delta -> lake.candle_features -> staging -> marts.fct_training_features."""
+"""The dbt project for real: silver Delta -> lake.candle_features -> staging -> marts.fct_training_features
+-> marts.fct_volatility_features."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from support.volatility import volatility_mart
 
 from sentinance import catalog, lake, services
-from sentinance.catalog import FORECASTER, MIRRORED
+from sentinance.catalog import FORECASTER, MIRRORED, VOLATILITY
 from sentinance.pipelines.warehouse.loader import load, load_table
 from sentinance.pipelines.warehouse.marts import DbtBuildResult, MartsBuildError, build_marts, generate_docs
 from sentinance.resources import dbt_project_dir
@@ -113,7 +115,17 @@ def test_the_mart_has_exactly_the_catalogs_columns_and_its_unit_tests_pass(built
     assert unit_tests == {
         "test_training_features_lag_over_a_gap_free_grid": "pass",
         "test_fear_and_greed_scores_a_volatility_spike_as_fear": "pass",
+        "test_volatility_features_har_components_over_whole_days": "pass",
+        "test_model_performance_cross_sectional_ic_per_hour": "pass",
+        "test_backtests_against_benchmarks_of_their_version": "pass",
     }
+    columns = fetch(
+        mart_settings,
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
+        "AND table_name = %s ORDER BY ordinal_position",
+        *VOLATILITY.mart.split("."),
+    )
+    assert [c for (c,) in columns] == VOLATILITY.mart_columns(mart_settings.sequence_length)
 
 
 def test_build_creates_the_training_features(built, mart_settings):
@@ -154,6 +166,31 @@ def test_build_creates_the_training_features(built, mart_settings):
     ]
 
 
+def _frame(settings: Settings, query: str) -> pd.DataFrame:
+    with services.connect(settings) as conn:
+        cursor = conn.execute(query)
+        return pd.DataFrame(cursor.fetchall(), columns=[c.name for c in cursor.description])
+
+
+def test_the_volatility_mart_is_the_day_ahead_realised_volatility_of_the_forecasters_returns(built, mart_settings):
+    forecaster = _frame(mart_settings, f"SELECT * FROM {MART} ORDER BY instrument_id, event_timestamp")
+    mart = _frame(mart_settings, f"SELECT * FROM {VOLATILITY.mart} ORDER BY instrument_id, event_timestamp")
+    gap_free = forecaster[forecaster["instrument_id"] == "coinbase:BTC/USD"]
+    expected = volatility_mart(gap_free, mart_settings.sequence_length).set_index("event_timestamp")
+    got = mart[mart["instrument_id"] == "coinbase:BTC/USD"].set_index("event_timestamp")
+    assert len(got) == 60 and got["rv_daily"].notna().sum() == 60 - 24  # a day of returns from hour 1 on
+    for column in ("rv_daily", "rv_daily_lag_5", VOLATILITY.label):
+        np.testing.assert_allclose(got[column].astype(float), expected[column].astype(float), rtol=1e-12)
+    assert got["rv_weekly"].isna().all() and not got["is_complete"].any()  # 60 hours hold no 5 days
+
+    binance = mart[mart["instrument_id"] == "binance:BTC/USDT"].set_index("event_timestamp")
+    hours = ((binance.index - T0) / pd.Timedelta(hours=1)).astype(int)
+    missing_day = binance["rv_daily"][(hours > GAP_HOUR) & (hours < GAP_HOUR + 24)]
+    assert len(missing_day) == 23 and missing_day.isna().all()  # every trailing day over the missing hour
+    assert binance["rv_daily"][hours == GAP_HOUR + 24].notna().all()
+    assert binance["rv_daily_lag_1"][hours == GAP_HOUR + 1].isna().all()  # the missing hour, not the one before
+
+
 def test_incremental_build_equals_a_full_refresh(built, mart_settings):
     # xmin is the id of the transaction that wrote a row: an incremental run leaves old hours alone
     versions = f"SELECT {HOUR}, xmin::text FROM {MART} WHERE instrument_id = 'coinbase:BTC/USD' ORDER BY 1"
@@ -163,8 +200,11 @@ def test_incremental_build_equals_a_full_refresh(built, mart_settings):
     build_marts(mart_settings)
     after = dict(fetch(mart_settings, versions, T0))
     incremental = fetch(mart_settings, f"SELECT * FROM {MART} ORDER BY instrument_id, event_timestamp")
+    volatility = f"SELECT * FROM {VOLATILITY.mart} ORDER BY instrument_id, event_timestamp"
+    incremental_volatility = fetch(mart_settings, volatility)
     build_marts(mart_settings, full_refresh=True)
     full = fetch(mart_settings, f"SELECT * FROM {MART} ORDER BY instrument_id, event_timestamp")
+    assert incremental_volatility == fetch(mart_settings, volatility)
 
     assert [hour for hour in after if before.get(hour) != after[hour]] == [59, 60, 61, 62, 63, 64]
     assert len(incremental) == 59 + 60 + 2 * 5
