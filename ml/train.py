@@ -59,7 +59,6 @@ from sentinance.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-MODELS = plots.MODELS
 TRAIN_PARAMS_TAG = "train_params"
 SEED_MEAN, SEED_STD = "_seed_mean", "_seed_std"
 
@@ -337,8 +336,7 @@ def seed_spread(
         "t_pvalue": [c.t_pvalue for c in comparisons.values()],
         "beats_baseline": [c.a_better for c in comparisons.values()],
     }
-    for seed in runs:
-        index = list(runs).index(seed)
+    for index, seed in enumerate(runs):
         per_seed[seed].update({f"gate_seed_{k}": gate[k][index] for k in ("loss_ratio", "dm_pvalue")})
     metrics: dict[str, float] = {}
     for key in [*keys, "gate_seed_loss_ratio", "gate_seed_dm_pvalue"]:
@@ -394,7 +392,7 @@ def _log_epochs(result: WalkForward) -> None:
             mlflow.log_metrics({f"fold{fold.window.index}_{k}": v for k, v in losses.items()}, step=epoch)
 
 
-def _log_seed_spread(spread: SeedSpread, target: Target) -> None:
+def _log_seed_spread(spread: SeedSpread) -> None:
     mlflow.log_metrics(spread.metrics)
     headline = [k for k in spread.per_seed[spread.seeds[0]] if k.startswith(("holdout_", "cv_", "gate_seed_"))]
     mlflow.log_dict({"seeds": list(spread.seeds), "per_seed": spread.per_seed, "gate": spread.gate}, "seeds/seeds.json")
@@ -489,7 +487,7 @@ def train_and_register(
         mlflow.set_tags(records)
         _log_epochs(result)
         mlflow.log_metrics({**result.metrics, **gate.metrics()})
-        _log_seed_spread(spread, target)
+        _log_seed_spread(spread)
         mlflow.log_dict(gate_report, "gate.json")
         mlflow.log_figure(plots.error_by_fold(result.metrics, params.n_folds, target), "plots/error_by_fold.png")
         instrument = newest.test["instrument_id"].iloc[0]

@@ -202,8 +202,8 @@ def synthetic_training_set() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def ml_settings() -> Iterator[tuple[Settings, SyntheticMart]]:
     """A state dir of the module's own (PostgreSQL, Feast, MLflow, lake) holding the synthetic mart at a
-    sequence length of 8 (and the volatility mart computed from it, too short to hold a complete row);
-    the marts are applied and materialized into the online store."""
+    sequence length of 8 (and the volatility mart computed from it); the marts are applied and
+    materialized into the online store."""
     from sentinance.ml import feature_store
 
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)

@@ -78,7 +78,7 @@ def train_model(settings: Settings) -> train.TrainResult:
 @task(cache_policy=NO_CACHE)
 def train_volatility_model(settings: Settings) -> train.TrainResult | dict[str, str]:
     """LSTM next-day realised volatility against HAR-RV, logged and registered in MLflow; skipped (with the
-    reason) while its mart holds too little history for a walk-forward (a month of realised volatility first)."""
+    reason) while its mart holds too little history for a walk-forward (about two weeks of candles)."""
     try:
         return train.train_and_register(settings, target=targets.VOLATILITY)
     except MissingInputError as error:

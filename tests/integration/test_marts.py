@@ -175,20 +175,23 @@ def _frame(settings: Settings, query: str) -> pd.DataFrame:
 def test_the_volatility_mart_is_the_day_ahead_realised_volatility_of_the_forecasters_returns(built, mart_settings):
     forecaster = _frame(mart_settings, f"SELECT * FROM {MART} ORDER BY instrument_id, event_timestamp")
     mart = _frame(mart_settings, f"SELECT * FROM {VOLATILITY.mart} ORDER BY instrument_id, event_timestamp")
-    gap_free = forecaster[forecaster["instrument_id"] == "coinbase:BTC/USD"]
-    expected = volatility_mart(gap_free, mart_settings.sequence_length).set_index("event_timestamp")
-    got = mart[mart["instrument_id"] == "coinbase:BTC/USD"].set_index("event_timestamp")
-    assert len(got) == 60 and got["rv_daily"].notna().sum() == 60 - 24  # a day of returns from hour 1 on
-    for column in ("rv_daily", "rv_daily_lag_5", VOLATILITY.label):
-        np.testing.assert_allclose(got[column].astype(float), expected[column].astype(float), rtol=1e-12)
-    assert got["rv_weekly"].isna().all() and not got["is_complete"].any()  # 60 hours hold no 5 days
+    expected = volatility_mart(forecaster, mart_settings.sequence_length)  # on a grid, in pandas
+    assert len(mart) == len(expected) == 59 + 60
+    for column in ("rv_daily", "rv_daily_lag_5", "rv_weekly", VOLATILITY.label, "is_complete"):
+        np.testing.assert_allclose(mart[column].astype(float), expected[column].astype(float), rtol=1e-12)
+    assert mart["rv_weekly"].isna().all() and not mart["is_complete"].any()  # 60 hours hold no 3 of 5 days
 
     binance = mart[mart["instrument_id"] == "binance:BTC/USDT"].set_index("event_timestamp")
     hours = ((binance.index - T0) / pd.Timedelta(hours=1)).astype(int)
-    missing_day = binance["rv_daily"][(hours > GAP_HOUR) & (hours < GAP_HOUR + 24)]
-    assert len(missing_day) == 23 and missing_day.isna().all()  # every trailing day over the missing hour
-    assert binance["rv_daily"][hours == GAP_HOUR + 24].notna().all()
-    assert binance["rv_daily_lag_1"][hours == GAP_HOUR + 1].isna().all()  # the missing hour, not the one before
+    after = binance[hours == GAP_HOUR + 1].iloc[0]
+    assert pd.isna(after["rv_daily_lag_1"])  # the missing hour, not the hour before it
+    # the day over the missing hour sums the 23 returns it has (the one after the gap spans it)
+    silver = silver_frame(0, 60).set_index(["exchange", "open_time"]).loc["binance", "log_return"]
+    day = silver[
+        (silver.index > T0 + pd.Timedelta(hours=GAP_HOUR - 23))
+        & (silver.index <= T0 + pd.Timedelta(hours=GAP_HOUR + 1))
+    ]
+    assert len(day) == 23 and after["rv_daily"] == pytest.approx(np.sqrt((day**2).sum()), rel=1e-12)
 
 
 def test_incremental_build_equals_a_full_refresh(built, mart_settings):

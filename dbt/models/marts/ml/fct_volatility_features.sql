@@ -11,14 +11,17 @@
 {#- The volatility model's contract (sentinance_var('volatility')): per instrument and period of the
     forecaster's mart (whose features this model reads too), the HAR-RV components (Corsi, 2009) over
     trailing days, each with sequence_length lags, and the label, the realised volatility of the next
-    day. A day's realised volatility is the square root of the sum of its periods_per_day squared log
-    returns, null unless every one of them is known; the weekly and monthly components average it now
-    and 1 .. 4 and 1 .. 21 days earlier. Windows are ranges of time, not rows, so a missing period
-    leaves a window short (null) rather than shifting it, and a lag of i periods is the row exactly
-    i periods earlier (null if that candle is missing). A row is complete when every lag is known and
-    the forecaster's row is complete. Incremental runs rewrite each instrument's last day of rows
-    (their label could not be complete yet) and everything after it, reading the context their
-    windows and lags need. -#}
+    day. Windows are ranges of time, not rows, so a missing candle leaves a window short rather than
+    shifting it.
+    - A day's realised volatility is the square root of the sum of the squared log returns of the
+      candles in it, given at least half of its periods_per_day candles: the return after a missing
+      candle runs from the last close before the gap, so the day's variation is all there.
+    - A component over n days is the mean of the day's realised volatility now and 1 .. n - 1 days
+      earlier at the same time of day (a partition per period of the day), given at least half of them.
+    - A lag of i periods is the row exactly i periods earlier (null if that candle is missing).
+    A row is complete when every lag is known and the forecaster's row is complete. Incremental runs
+    rewrite each instrument's last day of rows (their label could not be complete yet) and everything
+    after it, reading the context their windows and lags need. -#}
 {%- set model = sentinance_var('volatility') -%}
 {%- set har_days = model['har_days'] -%}
 {%- set periods = model['periods_per_day'] | int -%}
@@ -51,6 +54,9 @@ forecaster as (
         features.event_timestamp,
         features.log_return,
         features.is_complete,
+        -- the period's place in its day: the components average the same time of day over days
+        mod(floor(extract(epoch from features.event_timestamp) / {{ seconds }})::bigint, {{ periods }})
+            as period_of_day,
         {% if is_incremental() -%}
         loaded.rewrite_from
         {%- else -%}
@@ -72,11 +78,11 @@ days as (
     select
         *,
         case
-            when count(log_return) over trailing_day = {{ periods }}
+            when count(log_return) over trailing_day * 2 >= {{ periods }}
                 then sqrt(sum(log_return * log_return) over trailing_day)
         end as day_rv,
         case
-            when count(log_return) over next_day = {{ periods }}
+            when count(log_return) over next_day * 2 >= {{ periods }}
                 then sqrt(sum(log_return * log_return) over next_day)
         end as {{ model['label'] }}
 
@@ -93,6 +99,25 @@ days as (
 
 ),
 
+trailing_days as (
+
+    select
+        {% for feature, n_days in har_days.items() -%}
+        avg(day_rv) over (
+            partition by instrument_id, period_of_day order by event_timestamp
+            range between interval '{{ (n_days - 1) * periods * seconds }} seconds' preceding and current row
+        ) as {{ feature }}_mean,
+        count(day_rv) over (
+            partition by instrument_id, period_of_day order by event_timestamp
+            range between interval '{{ (n_days - 1) * periods * seconds }} seconds' preceding and current row
+        ) as {{ feature }}_days,
+        {% endfor -%}
+        *
+
+    from days
+
+),
+
 har as (
 
     select
@@ -102,23 +127,13 @@ har as (
         asset,
         event_timestamp,
         {% for feature, n_days in har_days.items() -%}
-        (
-            day_rv
-            {%- for day in range(1, n_days) %}
-            + first_value(day_rv)
-                over (
-                    partition by instrument_id order by event_timestamp
-                    range between interval '{{ day * periods * seconds }} seconds' preceding
-                    and interval '{{ day * periods * seconds }} seconds' preceding
-                )
-            {%- endfor %}
-        ) / {{ n_days }} as {{ feature }},
+        case when {{ feature }}_days * 2 >= {{ n_days }} then {{ feature }}_mean end as {{ feature }},
         {% endfor -%}
         {{ model['label'] }},
         is_complete,
         rewrite_from
 
-    from days
+    from trailing_days
 
 ),
 
