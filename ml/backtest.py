@@ -22,7 +22,7 @@ product of ``1 + net`` from 1. The summary of a curve:
 * ``hit_rate``: among instrument-periods with a position, the share whose position earned
   (``w · r > 0``); None if it never held one.
 
-Why plain NumPy and not vectorbt: docs/adr/0006-backtest-in-numpy.md.
+Why plain NumPy and not vectorbt: docs/adr/0010-backtest-in-numpy.md.
 """
 
 from __future__ import annotations
