@@ -21,7 +21,7 @@ import importlib.util
 import logging
 import re
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -109,7 +109,7 @@ def materialize(settings: Settings | None = None, end: datetime | None = None) -
     """Load the latest rows of every model's mart up to ``end`` into the online store (incremental);
     returns the window loaded per feature view.
 
-    ``end`` defaults to one hour after the mart's latest event. The first run of a view
+    ``end`` defaults to one period (the contract's interval) after the mart's latest event. The first run of a view
     loads the window ``[end - ttl, end]`` (Feast would use the wall clock instead of
     ``end``); later runs continue from the previous run's end.
     """
@@ -120,7 +120,7 @@ def materialize(settings: Settings | None = None, end: datetime | None = None) -
         until = end
         if until is None:
             latest = query(settings, f"SELECT max({contract.timestamp}) AS latest FROM {contract.mart}")["latest"]
-            until = pd.Timestamp(latest.iloc[0]).to_pydatetime() + timedelta(hours=1)
+            until = pd.Timestamp(latest.iloc[0]).to_pydatetime() + contract.period
         view = store.get_feature_view(contract.feature_view)
         start = view.most_recent_end_time
         if start is None:

@@ -62,7 +62,7 @@ def error_by_fold(metrics: dict[str, float], n_folds: int, target: Target = RETU
             target.models,
             lambda k, m: metrics[f"fold{k}_{m}_directional_accuracy"],
             0.5,
-            "directional accuracy (persistence: last hour's sign)",
+            "directional accuracy (persistence: last period's sign)",
         )
     else:
         second_panel = (others, relative("rmse"), 1.0, f"RMSE / {target.baseline} RMSE (below 1: better)")

@@ -5,9 +5,9 @@ of its registered model on the same out-of-sample rows.
 The rows are the newest walk-forward fold's test window, which the new version never saw.
 The current champion is scored on those of them after its own training window ended
 (``train_end`` on its run), so its errors are out-of-sample too. "Beats" means a lower mean
-loss and both one-sided tests — Diebold–Mariano (HLN) and the paired t-test on hourly mean
-losses — significant at ``alpha`` (:class:`sentinance.ml.evaluation.Comparison`); with a label
-spanning several periods (a day ahead, every hour) the Diebold–Mariano variance spans the overlap.
+loss and both one-sided tests — Diebold–Mariano (HLN) and the paired t-test on the mean
+losses per period — significant at ``alpha`` (:class:`sentinance.ml.evaluation.Comparison`); with a
+label spanning several periods (a day ahead, every hour) the Diebold–Mariano variance spans the overlap.
 """
 
 from __future__ import annotations
@@ -79,11 +79,11 @@ def decide(
 ) -> GateDecision:
     """Gate the new version on ``holdout`` (the newest fold's test rows with lag columns and the
     columns ``actual``, ``lstm`` and the target's baseline)."""
-    hours, actual = holdout["event_timestamp"], holdout["actual"]
+    times, actual = holdout["event_timestamp"], holdout["actual"]
     horizon = target.contract.horizon_periods
     new_loss = loss(holdout[MODEL], actual, loss_kind)
     vs_baseline = compare(
-        new_loss, loss(holdout[target.baseline], actual, loss_kind), hours, alpha=alpha, horizon=horizon
+        new_loss, loss(holdout[target.baseline], actual, loss_kind), times, alpha=alpha, horizon=horizon
     )
     champion = _champion_predictions(settings, holdout, target.contract)
     vs_champion, champion_version = None, None
@@ -95,7 +95,7 @@ def decide(
         vs_champion = compare(
             new_loss[unseen.to_numpy()],
             loss(predicted, actual[unseen], loss_kind),
-            hours[unseen],
+            times[unseen],
             alpha=alpha,
             horizon=horizon,
         )
@@ -103,6 +103,6 @@ def decide(
     promoted = vs_baseline.a_better and (vs_champion is None or vs_champion.a_better)
     reason = (
         f"vs {target.baseline}: {'better' if vs_baseline.a_better else 'not better'} "
-        f"(DM p={vs_baseline.dm_pvalue:.3g}, t p={vs_baseline.t_pvalue:.3g}, {vs_baseline.hours} h); {note}"
+        f"(DM p={vs_baseline.dm_pvalue:.3g}, t p={vs_baseline.t_pvalue:.3g}, {vs_baseline.periods} periods); {note}"
     )
     return GateDecision(promoted, reason, vs_baseline, vs_champion, champion_version, target.baseline)

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from sentinance.catalog import FORECASTER
 from sentinance.errors import MissingInputError
 from sentinance.ml import registry, targets, training_set
-from sentinance.ml.train import TRAIN_PARAMS_TAG, TrainParams, walk_forward
+from sentinance.ml.registry import TRAIN_PARAMS_TAG
+from sentinance.ml.train import TrainParams, walk_forward
+from sentinance.resources import definitions_sha256
 from sentinance.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -66,7 +68,7 @@ def reproduce(
         if not k.endswith("_train_seconds")
     }  # a metric without a value (an IC over too few hours) reproduces as NaN
     worst = max(errors, key=lambda k: errors[k])
-    definitions_changed = tags.get("definitions_sha256") != registry.definitions_sha256()
+    definitions_changed = tags.get("definitions_sha256") != definitions_sha256()
     result = ReproduceResult(
         version,
         ref.training_set_id,

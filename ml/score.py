@@ -5,16 +5,17 @@ gold Delta table ``predictions``, the volatility model into ``volatility_predict
 champion serves; the challenger, when it is another version, shadow-scores the same inputs so
 the two can be compared on the same targets (:mod:`sentinance.ml.ab_testing`). Without a
 champion the challenger serves alone. Predictions (Change Data Feed on) are merged on
-(instrument_id, target_time, model_version): rescoring the same hour adds no row, and rewrites
+(instrument_id, target_time, model_version): rescoring the same period adds no row, and rewrites
 one (with its new ``scored_at``) only when its forecast or its version's alias changed.
-``target_time`` is the first period the forecast covers.
+``target_time`` is the first period the forecast covers, one interval of the model contract
+after its features'.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -25,7 +26,7 @@ from sentinance.catalog import PREDICTIONS
 from sentinance.ml import feature_store, registry
 from sentinance.ml.model import to_sequences
 from sentinance.ml.targets import RETURNS, Target
-from sentinance.settings import INTERVAL_SECONDS, Settings, get_settings
+from sentinance.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class ScoreResult:
     model_alias: str
     delta_version: int
     shadow_version: str | None  # the challenger scored beside the champion, if any
+    skipped: bool = False  # the online features and the serving versions had not changed: nothing scored
 
 
 def predictions_path(settings: Settings) -> str:
@@ -61,7 +63,7 @@ def predict(
         {
             "instrument_id": rows["instrument_id"],
             "feature_time": rows["event_timestamp"],
-            "target_time": rows["event_timestamp"] + timedelta(seconds=INTERVAL_SECONDS[contract.interval]),
+            "target_time": rows["event_timestamp"] + contract.period,
             **target.served(rows, predicted),
             "model_name": contract.name,
             "model_version": str(version.version),
@@ -72,7 +74,7 @@ def predict(
 
 
 def score_latest(settings: Settings | None = None, target: Target = RETURNS) -> ScoreResult:
-    """Forecast the target's next span (an hour's return, a day's volatility) for every instrument of its
+    """Forecast the target's next span (a period's return, a day's volatility) for every instrument of its
     mart from its latest online features."""
     settings = settings or get_settings()
     contract = target.contract
@@ -88,11 +90,10 @@ def score_latest(settings: Settings | None = None, target: Target = RETURNS) -> 
     scored_at = pd.Timestamp(datetime.now(UTC))
     served = predict(version, alias, online, scored_at, target)
     frames = [served, *([predict(shadow, registry.CHALLENGER, online, scored_at, target)] if shadow else [])]
+    predictions = pd.concat(frames, ignore_index=True)
+    window = ("target_time", predictions["target_time"].min()) if len(predictions) else None  # part of the key
     result = lake.upsert(
-        settings,
-        contract.predictions,
-        pd.concat(frames, ignore_index=True),
-        change_column=[contract.prediction, "model_alias"],
+        settings, contract.predictions, predictions, change_column=[contract.prediction, "model_alias"], window=window
     )
     log.info(
         "scored %d instruments with %s v%s (@%s)%s",

@@ -49,7 +49,7 @@ from mlflow.data.delta_dataset_source import DeltaDatasetSource
 from mlflow.models import infer_signature
 
 from sentinance import lake
-from sentinance.catalog import BACKTESTS
+from sentinance.catalog import BACKTESTS, FORECASTER
 from sentinance.errors import SettingsError
 from sentinance.ml import backtest, evaluation, explain, plots, promotion, registry, training_set
 from sentinance.ml.model import LSTMForecaster, set_seed, to_sequences
@@ -59,7 +59,6 @@ from sentinance.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-TRAIN_PARAMS_TAG = "train_params"
 SEED_MEAN, SEED_STD = "_seed_mean", "_seed_std"
 
 
@@ -80,8 +79,8 @@ class TrainParams:
     test_fraction: float = 0.1  # of the timeline, per fold
     validation_fraction: float = 0.15  # of each fold's fitting window, its tail, for early stopping
     window: Literal["expanding", "rolling"] = "expanding"
-    embargo_hours: int | None = None  # None: sequence_length
-    ema_span: int = 6  # hours, of the EMA drift baseline
+    embargo_periods: int | None = None  # None: sequence_length; periods of the contract's interval
+    ema_span: int = 6  # periods, of the EMA drift baseline
     alpha: float = 0.05  # significance of the gate's tests
     gate_loss: Literal["squared", "absolute", "qlike"] = "squared"  # qlike: volatility only
     num_threads: int = 1  # the model is tiny: more intra-op threads only spin, badly so on a busy machine
@@ -90,7 +89,7 @@ class TrainParams:
 
     @property
     def embargo(self) -> timedelta:
-        return timedelta(hours=self.sequence_length if self.embargo_hours is None else self.embargo_hours)
+        return FORECASTER.period * (self.sequence_length if self.embargo_periods is None else self.embargo_periods)
 
     @property
     def seed_list(self) -> list[int]:
@@ -117,6 +116,7 @@ class TrainResult:
     gate: dict
     seeds: tuple[int, ...] = ()
     backtest: dict[str, float] = field(default_factory=dict)  # backtest_<strategy>_<rule>_<metric>
+    reused: bool = False  # the same training set and parameters made this version before: nothing trained
 
 
 @dataclass
@@ -380,6 +380,7 @@ def _log_model(model: LSTMForecaster, example_x: np.ndarray, params: TrainParams
                 "sequence_length": params.sequence_length,
                 "features": list(contract.inputs),
                 "label": contract.label,
+                "interval": contract.interval,
             },
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}", "numpy"],
         )
@@ -442,13 +443,35 @@ def train_and_register(
 
     frame = training_set.build(settings, contract)
     ref = training_set.save(settings, frame)
+    made = registry.version_trained_on(settings, ref.training_set_id, params.to_json(), contract.name)
+    if made is not None:  # training is deterministic: the same inputs would register a bit-identical copy
+        log.info(
+            "%s v%s was trained on training set %s with these parameters: reused, nothing trained",
+            contract.name,
+            made.version,
+            ref.training_set_id,
+        )
+        client = registry.client(settings)
+        aliases = tuple(
+            sorted(a for a, v in client.get_registered_model(contract.name).aliases.items() if v == made.version)
+        )
+        return TrainResult(
+            contract.name,
+            str(made.version),
+            aliases,
+            client.get_run(made.run_id).data.metrics,
+            made.run_id,
+            ref.training_set_id,
+            {"promoted": made.tags.get("gate") == "passed", "reason": made.tags.get("gate_reason")},
+            reused=True,
+        )
     result = walk_forward(frame, params, target)
     spread = seed_spread(frame, params, result, target)
     newest = result.newest
     gate = promotion.decide(settings, newest.test, alpha=params.alpha, loss_kind=params.gate_loss, target=target)
     records = {
         **lineage,
-        TRAIN_PARAMS_TAG: params.to_json(),
+        registry.TRAIN_PARAMS_TAG: params.to_json(),
         "seed": str(params.seed),
         "seeds": ",".join(map(str, spread.seeds)),
         "training_set_id": ref.training_set_id,
@@ -476,7 +499,7 @@ def train_and_register(
                 "label": contract.label,
                 "feature_service": contract.feature_service,
                 "train_start": window.train_start.isoformat(),
-                "train_end": window.validation_end.isoformat(),  # the last hour the registered model was fitted on
+                "train_end": window.validation_end.isoformat(),  # the last period the registered model was fitted on
                 "holdout_start": window.test_start.isoformat(),
                 "holdout_end": window.test_end.isoformat(),
                 **{f"fold{f.window.index}_test_start": f.window.test_start.isoformat() for f in result.folds},
@@ -495,7 +518,7 @@ def train_and_register(
         bt = _backtest(newest.test, target, backtest_params) if target.backtest else None
         _log_datasets(frame, newest.test, ref, target)
         test_x = to_sequences(newest.test, params.sequence_length, contract.inputs)
-        recent = newest.test.tail(explain_params.lime_instances)  # the newest hour's rows come last
+        recent = newest.test.tail(explain_params.lime_instances)  # the newest period's rows come last
         labels = [f"{r.instrument_id} at {r.event_timestamp:%Y-%m-%d %H:%M}" for r in recent.itertuples()]
         explain.log_explanations(
             newest.model,

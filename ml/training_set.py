@@ -56,7 +56,10 @@ def build(settings: Settings, contract: ModelContract = FORECASTER) -> pd.DataFr
     """
     rows = f"FROM {contract.mart} WHERE is_complete AND {contract.label} IS NOT NULL"
     if not feature_store.query(settings, f"SELECT count(*) AS n {rows}")["n"].iloc[0]:
-        raise MissingInputError(f"{contract.mart} has no complete labelled rows to train on: land more history")
+        why = "land more history"
+        if contract.interval not in settings.universe.intervals:
+            why = f"SENTINANCE_INTERVALS has no {contract.interval}, the interval the contract of {contract.name} reads"
+        raise MissingInputError(f"{contract.mart} has no complete labelled rows to train on: {why}")
     entity_sql = f"SELECT {contract.entity_key}, {contract.timestamp}, {contract.label} {rows}"
     frame = feature_store.historical_features(settings, entity_sql, contract)
     frame[contract.label] = frame[contract.label].astype("float64")

@@ -19,7 +19,7 @@ from prefect import flow, get_client
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists
 
-from sentinance.catalog import MIRRORED, VOLATILITY
+from sentinance.catalog import FORECASTER, MIRRORED, VOLATILITY
 from sentinance.pipelines.flows.ingest import default_end
 from sentinance.pipelines.flows.tasks import (
     as_plain,
@@ -28,7 +28,9 @@ from sentinance.pipelines.flows.tasks import (
     compare_models,
     detect_anomalies,
     load_warehouse,
+    maintain_lake,
     monitor_drift,
+    refresh_model_performance,
     score_latest,
     score_volatility,
     serve_features,
@@ -82,9 +84,10 @@ def features(full_refresh: bool = False) -> dict:
 
 @flow(name="marts", log_prints=True)
 def marts(end: datetime | None = None, full_refresh: bool = False) -> dict:
-    """dbt build of staging and marts (with tests), then the marts materialized into Feast's online store."""
+    """dbt build of staging and marts (with tests), then the marts materialized into Feast's online store
+    up to ``end`` (default: the start of the current period of the forecaster's interval)."""
     settings = configure(get_settings())
-    end = end or default_end()
+    end = end or default_end(FORECASTER.interval)
     with state_slot():
         return as_plain(
             {
@@ -119,13 +122,16 @@ def train_volatility() -> dict:
 @flow(name="score", log_prints=True)
 def score() -> dict:
     """Score the latest online features with the serving models (the forecaster, and the volatility model once
-    one is registered) and load the predictions into PostgreSQL."""
+    one is registered), load the predictions and the backtests into PostgreSQL and refresh the marts they
+    feed (model performance, backtests), which then hold this run's forecasts and versions too."""
     settings = configure(get_settings())
     with state_slot():
         scored = {"score": score_latest(settings), "load_predictions": load_warehouse(settings, "predictions")}
         if model_status(settings, VOLATILITY):
             scored["score_volatility"] = score_volatility(settings)
             scored["load_volatility_predictions"] = load_warehouse(settings, "volatility_predictions")
+        scored["load_backtests"] = load_warehouse(settings, "backtests")  # of this run's training, if any
+        scored["model_performance"] = refresh_model_performance(settings)
         return as_plain(scored)
 
 
@@ -135,3 +141,11 @@ def monitor() -> dict:
     settings = configure(get_settings())
     with state_slot():
         return as_plain({"drift": monitor_drift(settings), "ab_testing": compare_models(settings)})
+
+
+@flow(name="maintain", log_prints=True)
+def maintain() -> dict:
+    """OPTIMIZE and VACUUM the lake (retention SENTINANCE_LAKE_RETENTION_HOURS); see docs/lineage.md."""
+    settings = configure(get_settings())
+    with state_slot():
+        return {"tables": [as_plain(result) for result in maintain_lake(settings)]}

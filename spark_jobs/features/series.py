@@ -15,13 +15,12 @@ available candles (as TA-Lib over the series without the missing rows), and
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
 
-from sentinance.settings import SECONDS_PER_YEAR
+from sentinance.settings import SECONDS_PER_YEAR, interval_seconds
 from sentinance.spark_jobs.features.indicators import (
     AtrState,
     MacdState,
@@ -84,14 +83,6 @@ class SeriesState:
 
 
 STATE_COLUMNS = [f.name for f in fields(SeriesState)]
-
-
-def interval_seconds(interval: str) -> int:
-    """Length of a candle interval such as ``1m``, ``1h``, ``1d``, ``1w``."""
-    match = re.fullmatch(r"(\d+)([mhdw])", interval)
-    if not match:
-        raise ValueError(f"unknown candle interval {interval!r}: expected e.g. 1m, 1h, 1d, 1w")
-    return int(match[1]) * {"m": 60, "h": 3600, "d": 86400, "w": 604800}[match[2]]
 
 
 def series_features(

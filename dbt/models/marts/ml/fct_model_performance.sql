@@ -7,10 +7,11 @@
     )
 }}
 
-{#- One row per prediction, joined to the actual candle of its target hour once it exists, with the
-    cross-sectional information coefficients of its version's forecasts for that hour (across the
-    instruments resolved then). A version's forecasts of one hour are rebuilt together: incremental runs
-    rewrite every hour and version with a prediction that is new, rescored or not resolved yet. -#}
+{#- One row per prediction, joined to the actual candle of its target period (of the model
+    contract's interval) once it exists, with the cross-sectional information coefficients of its
+    version's forecasts for that period (across the instruments resolved then). A version's forecasts
+    of one period are rebuilt together: incremental runs rewrite every period and version with a
+    prediction that is new, rescored or not resolved yet. -#}
 
 with
 
@@ -51,7 +52,8 @@ predictions as (
 
 candles as (
 
-    select * from {{ ref('fct_candles_hourly') }}
+    select * from {{ ref('fct_candles') }}
+    where interval = '{{ sentinance_var('model')['interval'] }}'
 
 ),
 
