@@ -1,16 +1,18 @@
-"""Feast definitions over the dbt mart of the forecaster's contract (``sentinance.catalog.FORECASTER``).
+"""Feast definitions over the dbt marts of the models' contracts (``sentinance.catalog.FORECASTER`` and
+``VOLATILITY``).
 
-The view's columns follow the contract and the sequence length setting
-(``SENTINANCE_SEQUENCE_LENGTH``), the same values dbt built the mart's lag columns from. The
-contract's interval keys the view (``instrument_<interval>_features``) and sets its TTL in
-periods (docs/adr/0007-intervals-downstream-of-bronze.md).
+The views' columns follow the contracts and the sequence length setting
+(``SENTINANCE_SEQUENCE_LENGTH``), the same values dbt built the marts' lag columns from. The
+contract's interval keys its view (``instrument_<interval>_features``) and sets its TTL in
+periods (docs/adr/0007-intervals-downstream-of-bronze.md). The volatility model's service joins
+the forecaster's view and its own (realised-volatility lags).
 """
 
 from feast import Entity, FeatureService, FeatureView, Field, Project, ValueType
 from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
 from feast.types import Float64, String
 
-from sentinance.catalog import FORECASTER
+from sentinance.catalog import FORECASTER, VOLATILITY
 from sentinance.settings import get_settings
 
 SEQUENCE_LENGTH = get_settings().sequence_length
@@ -53,4 +55,30 @@ lstm_forecaster_v1 = FeatureService(
     name=FORECASTER.feature_service,
     features=[instrument_features],
     description=f"Inputs of the LSTM forecaster of the next {FORECASTER.interval} log return",
+)
+
+volatility_features_source = PostgreSQLSource(
+    name=VOLATILITY.mart.split(".")[-1],
+    table=VOLATILITY.mart,
+    timestamp_field=VOLATILITY.timestamp,
+    description="dbt mart: one row per instrument and period, with lagged realised-volatility components",
+)
+
+instrument_volatility_features = FeatureView(
+    name=VOLATILITY.feature_view,
+    entities=[instrument],
+    ttl=TTL_PERIODS * VOLATILITY.period,  # as the forecaster's view: the lags carry the history
+    schema=[
+        Field(name=VOLATILITY.entity_key, dtype=String),
+        *[Field(name=column, dtype=Float64) for column in VOLATILITY.served_columns(SEQUENCE_LENGTH)],
+    ],
+    online=True,
+    source=volatility_features_source,
+    tags={"sequence_length": str(SEQUENCE_LENGTH), "interval": VOLATILITY.interval, "owner": "sentinance"},
+)
+
+lstm_volatility_v1 = FeatureService(
+    name=VOLATILITY.feature_service,
+    features=[instrument_features, instrument_volatility_features],
+    description="Inputs of the LSTM next-day realised-volatility model: the forecaster's features and HAR-RV lags",
 )

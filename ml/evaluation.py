@@ -1,5 +1,6 @@
-"""Out-of-sample evaluation: walk-forward folds, baseline forecasts, error metrics and the
-tests that compare two forecasters on the same targets (Diebold–Mariano, paired t).
+"""Out-of-sample evaluation: walk-forward folds, baseline forecasts (persistence, EMA drift,
+HAR-RV), error metrics, cross-sectional information coefficients and the tests that compare
+two forecasters on the same targets (Diebold–Mariano, paired t).
 
 Everything here is plain NumPy/pandas on a training-set frame (one row per instrument and
 period of the model contract's interval, lag columns ``<feature>_lag_<i>``, ``close`` and the
@@ -22,6 +23,11 @@ from sentinance.errors import MissingInputError
 
 TIMESTAMP = "event_timestamp"
 METRICS = ("mape", "rmse", "mae", "directional_accuracy")
+VOLATILITY_METRICS = ("qlike", "rmse", "mae", "mape")
+IC_METRICS = ("ic_mean", "ic_std", "icir", "rank_ic_mean", "rank_ic_std", "rank_icir", "ic_hours")
+MIN_CROSS_SECTION = 3  # instruments an hour needs for a correlation to mean anything
+VARIANCE_FLOOR = 1e-12  # QLIKE divides by the forecast variance: a non-positive forecast is this far off
+LossKind = Literal["squared", "absolute", "qlike"]
 
 
 @dataclass(frozen=True)
@@ -125,9 +131,87 @@ def forecast_metrics(
     }
 
 
-def loss(predicted: np.ndarray, actual: np.ndarray, kind: Literal["squared", "absolute"] = "squared") -> np.ndarray:
+def qlike(predicted: np.ndarray, actual: np.ndarray) -> np.ndarray:
+    """QLIKE of volatility forecasts (Patton, 2011), on variances: ``s/h - ln(s/h) - 1`` with ``s`` the
+    realised and ``h`` the forecast variance; 0 for a perfect forecast, robust to a noisy proxy ``s``."""
+    forecast = np.maximum(np.asarray(predicted, np.float64) ** 2, VARIANCE_FLOOR)
+    ratio = np.maximum(np.asarray(actual, np.float64) ** 2, VARIANCE_FLOOR) / forecast
+    return ratio - np.log(ratio) - 1
+
+
+def loss(predicted: np.ndarray, actual: np.ndarray, kind: LossKind = "squared") -> np.ndarray:
+    if kind == "qlike":
+        return qlike(predicted, actual)
     error = np.asarray(predicted, np.float64) - np.asarray(actual, np.float64)
     return error**2 if kind == "squared" else np.abs(error)
+
+
+def volatility_metrics(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float]:
+    """Mean QLIKE; RMSE, MAE and MAPE (%) of realised-volatility forecasts."""
+    predicted, actual = np.asarray(predicted, np.float64), np.asarray(actual, np.float64)
+    error = predicted - actual
+    return {
+        "qlike": float(np.mean(qlike(predicted, actual))),
+        "rmse": float(np.sqrt(np.mean(error**2))),
+        "mae": float(np.mean(np.abs(error))),
+        "mape": float(np.mean(np.abs(error) / actual) * 100),
+    }
+
+
+def cross_sectional_ic(
+    forecast: np.ndarray | pd.Series, actual: np.ndarray | pd.Series, hours: np.ndarray | pd.Series
+) -> pd.DataFrame:
+    """Per hour, across the instruments forecast then: the information coefficient (Pearson's
+    correlation of forecast and realised value) and the rank IC (Spearman's: Pearson's on ranks, ties
+    sharing their mean rank). Hours with fewer than :data:`MIN_CROSS_SECTION` instruments, or a
+    constant side, have no correlation and are left out. Columns ``hour``, ``ic``, ``rank_ic``, ``size``."""
+    frame = pd.DataFrame({"forecast": np.asarray(forecast, np.float64), "actual": np.asarray(actual, np.float64)})
+    frame["hour"] = np.asarray(hours)
+    by_hour = frame.groupby("hour")
+    frame[["forecast_rank", "actual_rank"]] = by_hour[["forecast", "actual"]].rank(method="average")
+    rows = []
+    for hour, group in frame.groupby("hour"):
+        if len(group) < MIN_CROSS_SECTION or group["forecast"].nunique() < 2 or group["actual"].nunique() < 2:
+            continue
+        rows.append(
+            {
+                "hour": hour,
+                "ic": float(np.corrcoef(group["forecast"], group["actual"])[0, 1]),
+                "rank_ic": float(np.corrcoef(group["forecast_rank"], group["actual_rank"])[0, 1]),
+                "size": len(group),
+            }
+        )
+    return pd.DataFrame(rows, columns=["hour", "ic", "rank_ic", "size"])
+
+
+def ic_summary(per_hour: pd.DataFrame) -> dict[str, float]:
+    """Mean and standard deviation (ddof 1) over hours of the IC and the rank IC, and their ratio, the
+    ICIR (not annualised, as qlib reports it); NaN where fewer than two hours have an IC."""
+    values: dict[str, float] = {"ic_hours": float(len(per_hour))}
+    for name in ("ic", "rank_ic"):
+        series = per_hour[name]
+        mean = float(series.mean()) if len(series) else math.nan
+        std = float(series.std(ddof=1)) if len(series) > 1 else math.nan
+        values.update(
+            {f"{name}_mean": mean, f"{name}_std": std, f"{name}ir": mean / std if std and std > 0 else math.nan}
+        )
+    return values
+
+
+def har_design(frame: pd.DataFrame, components: tuple[str, ...]) -> np.ndarray:
+    """The HAR regressors of each row: an intercept and the latest value (lag 0) of each component."""
+    return np.column_stack([np.ones(len(frame)), *(frame[f"{c}_lag_0"].to_numpy(np.float64) for c in components)])
+
+
+def har_fit(frame: pd.DataFrame, components: tuple[str, ...], label: str) -> np.ndarray:
+    """HAR-RV (Corsi, 2009) by ordinary least squares: ``RV(t+1d) = b0 + b_d RV_d + b_w RV_w + b_m RV_m``,
+    pooled over the frame's instruments. Returns ``(b0, b_d, b_w, b_m)``."""
+    coefficients, *_ = np.linalg.lstsq(har_design(frame, components), frame[label].to_numpy(np.float64), rcond=None)
+    return coefficients
+
+
+def har_forecast(frame: pd.DataFrame, components: tuple[str, ...], coefficients: np.ndarray) -> np.ndarray:
+    return har_design(frame, components) @ coefficients
 
 
 @dataclass(frozen=True)
@@ -183,11 +267,17 @@ def diebold_mariano(differential: np.ndarray, horizon: int = 1, max_lag: int | N
     return float(statistic), float(stats.t.cdf(statistic, df=n - 1))
 
 
-def compare(loss_a: np.ndarray, loss_b: np.ndarray, times: np.ndarray | pd.Series, *, alpha: float) -> Comparison:
-    """Compare two forecasters' losses on the same rows (aligned), tested on the means per period (``times``)."""
+def compare(
+    loss_a: np.ndarray, loss_b: np.ndarray, times: np.ndarray | pd.Series, *, alpha: float, horizon: int = 1
+) -> Comparison:
+    """Compare two forecasters' losses on the same rows (aligned), tested on the means per period (``times``).
+
+    ``horizon``: periods each forecast spans; overlapping targets (a day ahead, every hour) make the
+    loss differential autocorrelated up to ``horizon - 1`` lags, which Diebold–Mariano's variance covers.
+    """
     per_period = pd.DataFrame({"a": loss_a, "b": loss_b, "time": np.asarray(times)}).groupby("time").mean()
     a, b = per_period["a"].to_numpy(), per_period["b"].to_numpy()
-    dm_statistic, dm_pvalue = diebold_mariano(a - b)
+    dm_statistic, dm_pvalue = diebold_mariano(a - b, horizon=horizon)
     if len(a) >= 3 and np.any(a != b):
         t = stats.ttest_rel(a, b, alternative="less")
         t_statistic, t_pvalue = float(t.statistic), float(t.pvalue)

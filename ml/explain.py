@@ -1,9 +1,9 @@
-"""Explanations of the LSTM: SHAP global importance and LIME for recent predictions.
+"""Explanations of an LSTM: SHAP global importance and LIME for recent predictions.
 
 * SHAP: ``shap.GradientExplainer`` (expected gradients) on the torch module itself, with a
   background sample of its training rows. Global importance is the mean |SHAP| over the
   explained samples, per (lag, feature) cell, summed over lags per feature and over
-  features per lag. Units: the model's output, log return.
+  features per lag. Units: the model's output (a log return, or a realised volatility).
 * LIME: ``lime.lime_tabular.RecurrentTabularExplainer`` fits a local linear surrogate
   around each of a few recent inputs; its weights name lagged features (``basis_bps_t-0``
   is the latest period).
@@ -133,9 +133,10 @@ def log_explanations(
     recent_labels: list[str],
     params: ExplainParams,
     seed: int,
+    unit: str = "log return",
 ) -> dict:
     """SHAP over ``samples`` (background: ``training``) and LIME for each ``recent`` input (named by
-    ``recent_labels``), logged to the active MLflow run."""
+    ``recent_labels``), logged to the active MLflow run; ``unit`` is what the model's output measures."""
     importance = shap_importance(model, training, samples, params, seed)
     local = lime_explanations(model, training, recent, recent_labels, params, seed)
     mlflow.log_dict({"shap": importance, "lime": local}, f"{ARTIFACT_DIR}/explanations.json")
@@ -146,7 +147,7 @@ def log_explanations(
             [f for f, _ in ranked],
             [v for _, v in ranked],
             "Global importance: mean |SHAP| summed over lags",
-            "log return",
+            unit,
         ),
         f"{ARTIFACT_DIR}/shap_by_feature.png",
     )
@@ -158,7 +159,7 @@ def log_explanations(
                 [w["feature"] for w in weights],
                 [w["weight"] for w in weights],
                 f"LIME, {explanation['input']}: forecast {explanation['prediction']:+.2e}",
-                "local weight (log return)",
+                f"local weight ({unit})",
             ),
             f"{ARTIFACT_DIR}/lime_recent_{i}.png",
         )

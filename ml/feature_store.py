@@ -1,4 +1,7 @@
-"""The Feast feature store over the dbt mart: apply, materialize, historical and online reads.
+"""The Feast feature store over the models' dbt marts: apply, materialize, historical and online reads.
+
+Each model contract (:data:`sentinance.catalog.MODELS`) has a feature view over its mart and a
+feature service; the volatility model's service joins the forecaster's view and its own.
 
 The repo definition lives in ``feature_repo/`` (``feature_store*.yaml`` + ``features.py``),
 shipped in the package (:func:`sentinance.resources.feature_repo_dir`). Its YAML names the
@@ -31,7 +34,7 @@ from feast.data_source import DataSource
 from feast.repo_operations import get_repo_files
 
 from sentinance import services
-from sentinance.catalog import FORECASTER
+from sentinance.catalog import FORECASTER, MODELS, ModelContract
 from sentinance.resources import feature_repo_dir
 from sentinance.settings import Settings, get_settings, temporary_environment
 
@@ -129,8 +132,9 @@ def apply(settings: Settings | None = None) -> dict:
     return {"project": store.project, "objects": names, "sequence_length": settings.sequence_length}
 
 
-def materialize(settings: Settings | None = None, end: datetime | None = None) -> dict:
-    """Load the latest mart rows up to ``end`` into the online store (incremental).
+def materialize(settings: Settings | None = None, end: datetime | None = None) -> dict[str, dict[str, str]]:
+    """Load the latest rows of every model's mart up to ``end`` into the online store (incremental);
+    returns the window loaded per feature view.
 
     ``end`` defaults to one period (the contract's interval) after the mart's latest event. The first run of a view
     loads the window ``[end - ttl, end]`` (Feast would use the wall clock instead of
@@ -138,51 +142,66 @@ def materialize(settings: Settings | None = None, end: datetime | None = None) -
     """
     settings = settings or get_settings()
     store = feature_store(settings)
-    if end is None:
-        latest = query(settings, f"SELECT max({FORECASTER.timestamp}) AS latest FROM {FORECASTER.mart}")["latest"].iloc[
-            0
-        ]
-        end = pd.Timestamp(latest).to_pydatetime() + FORECASTER.period
-    view = store.get_feature_view(FORECASTER.feature_view)
-    start = view.most_recent_end_time
-    if start is None:
-        start = end - view.ttl
-        store.materialize(start_date=start, end_date=end, feature_views=[FORECASTER.feature_view])
-    else:
-        store.materialize_incremental(end_date=end, feature_views=[FORECASTER.feature_view])
-    log.info("materialized %s from %s to %s", FORECASTER.feature_view, start, end)
-    return {"feature_view": FORECASTER.feature_view, "start": start.isoformat(), "end": end.isoformat()}
+    windows = {}
+    for contract in MODELS:
+        until = end
+        if until is None:
+            latest = query(settings, f"SELECT max({contract.timestamp}) AS latest FROM {contract.mart}")["latest"]
+            until = pd.Timestamp(latest.iloc[0]).to_pydatetime() + contract.period
+        view = store.get_feature_view(contract.feature_view)
+        start = view.most_recent_end_time
+        if start is None:
+            start = until - view.ttl
+            store.materialize(start_date=start, end_date=until, feature_views=[contract.feature_view])
+        else:
+            store.materialize_incremental(end_date=until, feature_views=[contract.feature_view])
+        log.info("materialized %s from %s to %s", contract.feature_view, start, until)
+        windows[contract.feature_view] = {"start": start.isoformat(), "end": until.isoformat()}
+    return windows
 
 
-def historical_features(settings: Settings | None, entity_df: pd.DataFrame) -> pd.DataFrame:
-    """Point-in-time join of the feature service onto ``entity_df``.
+def historical_features(
+    settings: Settings | None, entity_df: pd.DataFrame | str, contract: ModelContract = FORECASTER
+) -> pd.DataFrame:
+    """Point-in-time join of the contract's feature service onto ``entity_df``.
 
     ``entity_df`` has ``instrument_id`` and ``event_timestamp`` (tz-aware) plus any label
-    columns, which are passed through. Each row gets the latest feature row at or before
-    its timestamp and within the view's TTL.
+    columns, which are passed through: a DataFrame, or a SQL query on the warehouse, which Feast
+    reads in place instead of uploading the rows first. Each row gets, from each of the service's
+    views, the latest feature row at or before its timestamp and within the view's TTL.
     """
     store = feature_store(settings)
-    entity_df = entity_df.assign(**{FORECASTER.timestamp: pd.to_datetime(entity_df[FORECASTER.timestamp], utc=True)})
+    if isinstance(entity_df, pd.DataFrame):
+        entity_df = entity_df.assign(**{contract.timestamp: pd.to_datetime(entity_df[contract.timestamp], utc=True)})
     job = store.get_historical_features(
-        entity_df=entity_df, features=store.get_feature_service(FORECASTER.feature_service)
+        entity_df=entity_df, features=store.get_feature_service(contract.feature_service)
     )
     frame = job.to_df()
-    frame[FORECASTER.timestamp] = pd.to_datetime(frame[FORECASTER.timestamp], utc=True)
-    return frame.sort_values([FORECASTER.timestamp, FORECASTER.entity_key], ignore_index=True)
+    frame[contract.timestamp] = pd.to_datetime(frame[contract.timestamp], utc=True)
+    return frame.sort_values([contract.timestamp, contract.entity_key], ignore_index=True)
 
 
-def online_features(settings: Settings | None, instrument_ids: Sequence[str]) -> pd.DataFrame:
+def online_features(
+    settings: Settings | None, instrument_ids: Sequence[str], contract: ModelContract = FORECASTER
+) -> pd.DataFrame:
     """The latest materialized feature row per instrument, with its ``event_timestamp``.
 
-    Instruments missing from the online store come back with null features and NaT.
+    Instruments missing from the online store (from any of the service's views) come back with NaT;
+    with a service over several views, ``event_timestamp`` is the oldest of the views' rows: a
+    forecast is as old as the oldest input it used.
     """
     store = feature_store(settings)
     response = store.get_online_features(
-        features=store.get_feature_service(FORECASTER.feature_service),
-        entity_rows=[{FORECASTER.entity_key: i} for i in instrument_ids],
+        features=store.get_feature_service(contract.feature_service),
+        entity_rows=[{contract.entity_key: i} for i in instrument_ids],
     )
     frame = response.to_df(include_event_timestamps=True)
-    ts_columns = [c for c in frame.columns if c.endswith(_ONLINE_TS_SUFFIX)]
-    seconds = frame[ts_columns].max(axis=1).where(lambda s: s > 0)
-    frame[FORECASTER.timestamp] = pd.to_datetime(seconds, unit="s", utc=True)
-    return frame.drop(columns=ts_columns)
+    per_view = pd.concat(
+        [
+            frame[[f"{f.name}{_ONLINE_TS_SUFFIX}" for f in store.get_feature_view(view).features]].max(axis=1)
+            for view in contract.feature_views
+        ],
+        axis=1,
+    ).where(lambda seconds: seconds > 0)
+    frame[contract.timestamp] = pd.to_datetime(per_view.min(axis=1, skipna=False), unit="s", utc=True)
+    return frame.drop(columns=[c for c in frame.columns if c.endswith(_ONLINE_TS_SUFFIX)])

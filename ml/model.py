@@ -1,9 +1,11 @@
-"""The LSTM next-period log-return forecaster, with its feature scaling inside the module.
+"""The LSTM forecaster of a model contract's label, with its feature scaling inside the module.
 
 The module takes raw feature sequences ``(batch, seq_len, n_features)`` (oldest step
-first) and returns raw next-period log returns ``(batch,)``: the mean/std of the inputs
-and of the target are buffers fitted on the training fold only, so the logged model
-needs no separate preprocessing.
+first) and returns the raw label ``(batch,)`` — the next period's log return for the return
+forecaster, the next day's realised volatility for the volatility model: the mean/std of the
+inputs and of the target are buffers fitted on the training fold only, so the logged model
+needs no separate preprocessing. A positive label (volatility) is learnt as its logarithm
+(``log_target``) and returned as ``exp`` of it, so a forecast is never negative.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def to_sequences(
 
 
 class LSTMForecaster(nn.Module):
-    """Scale -> LSTM -> linear head on the last step -> unscale."""
+    """Scale -> LSTM -> linear head on the last step -> unscale (-> exp for a ``log_target``)."""
 
     feature_mean: torch.Tensor
     feature_std: torch.Tensor
@@ -53,9 +55,11 @@ class LSTMForecaster(nn.Module):
         hidden_size: int = 32,
         num_layers: int = 1,
         dropout: float = 0.0,
+        log_target: bool = False,
     ) -> None:
         super().__init__()
         self.sequence_length = sequence_length
+        self.log_target = log_target
         self.features = tuple(features)
         n_features = len(self.features)
         self.lstm = nn.LSTM(
@@ -78,18 +82,27 @@ class LSTMForecaster(nn.Module):
         flat = torch.as_tensor(x, dtype=torch.float32).reshape(-1, x.shape[-1])
         self.feature_mean.copy_(flat.mean(dim=0))
         self.feature_std.copy_(flat.std(dim=0).clamp_min(1e-8))
-        target = torch.as_tensor(y, dtype=torch.float32)
+        target = self.encode(torch.as_tensor(y, dtype=torch.float32))
         self.target_mean.copy_(target.mean())
         self.target_std.copy_(target.std().clamp_min(1e-8))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def encode(self, y: torch.Tensor) -> torch.Tensor:
+        """The label in the space the network learns it: its log for a ``log_target``, else as is."""
+        return torch.log(y) if self.log_target else y
+
+    def encoded(self, x: torch.Tensor) -> torch.Tensor:
+        """The forecast in the learnt space (the training loss compares it with :meth:`encode` of the label)."""
         z = (x - self.feature_mean) / self.feature_std
         out, _ = self.lstm(z)
         scaled = self.head(self.dropout(out[:, -1, :])).squeeze(-1)
         return scaled * self.target_std + self.target_mean
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        encoded = self.encoded(x)
+        return torch.exp(encoded) if self.log_target else encoded
+
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Next-period log returns for raw sequences, in eval mode."""
+        """Forecasts of the label for raw sequences, in eval mode."""
         self.eval()
         with torch.no_grad():
             return self(torch.as_tensor(x, dtype=torch.float32)).numpy()

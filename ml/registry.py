@@ -15,7 +15,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
 
 from sentinance import lake, services
-from sentinance.catalog import CANDLE_FEATURES, CANDLES, FORECASTER
+from sentinance.catalog import CANDLE_FEATURES, CANDLES, FORECASTER, MODELS
 from sentinance.errors import MissingInputError
 from sentinance.resources import definitions_sha256, git
 from sentinance.settings import Settings
@@ -45,55 +45,55 @@ def experiment(settings: Settings, name: str) -> str:
     return mlflow.create_experiment(name, artifact_location=f"{services.mlflow_artifact_root(settings)}/{name}")
 
 
-def alias_version(settings: Settings, alias: str) -> ModelVersion | None:
-    """The version behind ``alias``, or None."""
+def alias_version(settings: Settings, alias: str, name: str = FORECASTER.name) -> ModelVersion | None:
+    """The version of the registered model ``name`` behind ``alias``, or None."""
     try:
-        return client(settings).get_model_version_by_alias(FORECASTER.name, alias)
+        return client(settings).get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
 
 
-def serving_version(settings: Settings) -> tuple[ModelVersion, str]:
-    """The model version to serve and its alias: champion, else challenger (shadow scoring)."""
+def serving_version(settings: Settings, name: str = FORECASTER.name) -> tuple[ModelVersion, str]:
+    """The version of the registered model ``name`` to serve and its alias: champion, else challenger
+    (shadow scoring)."""
     for alias in (CHAMPION, CHALLENGER):
-        version = alias_version(settings, alias)
+        version = alias_version(settings, alias, name)
         if version is not None:
             return version, alias
-        log.info("no %s version of %s", alias, FORECASTER.name)
-    raise MissingInputError(
-        f"{FORECASTER.name} has neither a {CHAMPION} nor a {CHALLENGER} version: run `sentinance train` first"
-    )
+        log.info("no %s version of %s", alias, name)
+    raise MissingInputError(f"{name} has neither a {CHAMPION} nor a {CHALLENGER} version: run `sentinance train` first")
 
 
-def version_trained_on(settings: Settings, training_set_id: str, params_json: str) -> ModelVersion | None:
-    """The registered version trained on this training set with these parameters, if there is one."""
-    found = client(settings).search_model_versions(
-        f"name = '{FORECASTER.name}' and tags.training_set_id = '{training_set_id}'"
-    )
+def version_trained_on(
+    settings: Settings, training_set_id: str, params_json: str, name: str = FORECASTER.name
+) -> ModelVersion | None:
+    """The version of the registered model ``name`` trained on this training set with these parameters,
+    if there is one."""
+    found = client(settings).search_model_versions(f"name = '{name}' and tags.training_set_id = '{training_set_id}'")
     return next((v for v in found if v.tags.get(TRAIN_PARAMS_TAG) == params_json), None)
 
 
 def recorded_training_set_versions(settings: Settings) -> list[int]:
-    """The gold/training_sets versions registered model versions were trained on: maintenance must keep
-    them readable, so that every version can be reproduced by time travel."""
-    found = client(settings).search_model_versions(f"name = '{FORECASTER.name}'")
+    """The gold/training_sets versions registered model versions (of every model) were trained on:
+    maintenance must keep them readable, so that every version can be reproduced by time travel."""
+    found = [v for model in MODELS for v in client(settings).search_model_versions(f"name = '{model.name}'")]
     return sorted({int(v.tags["training_set_delta_version"]) for v in found if "training_set_delta_version" in v.tags})
 
 
 def require_artifacts(version: ModelVersion) -> None:
     """Raise a one-line error if the version's model files are gone (a state dir copied without them);
     MLflow itself would list nothing, or fail deep inside loading."""
-    uri = MlflowClient().get_model_version_download_uri(FORECASTER.name, version.version)
+    uri = MlflowClient().get_model_version_download_uri(version.name, version.version)
     if uri.startswith("file:") and not (Path(url2pathname(urlparse(uri).path)) / "MLmodel").is_file():
         raise MissingInputError(
-            f"the artifacts of {FORECASTER.name} v{version.version} are missing ({uri}): restore the state "
+            f"the artifacts of {version.name} v{version.version} are missing ({uri}): restore the state "
             "dir with `sentinance restore`, or train again with `sentinance train`"
         )
 
 
 def load_model(version: ModelVersion) -> PyFuncModel:
     require_artifacts(version)
-    return mlflow.pyfunc.load_model(f"models:/{FORECASTER.name}/{version.version}")
+    return mlflow.pyfunc.load_model(f"models:/{version.name}/{version.version}")
 
 
 def lineage(settings: Settings) -> dict[str, str]:

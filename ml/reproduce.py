@@ -13,11 +13,12 @@ default tolerance, 1e-6 relative, leaves room only for a different BLAS build.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 from sentinance.catalog import FORECASTER
 from sentinance.errors import MissingInputError
-from sentinance.ml import registry, training_set
+from sentinance.ml import registry, targets, training_set
 from sentinance.ml.registry import TRAIN_PARAMS_TAG
 from sentinance.ml.train import TrainParams, walk_forward
 from sentinance.resources import definitions_sha256
@@ -44,25 +45,28 @@ class ReproduceResult:
         return self.max_relative_error <= self.tolerance
 
 
-def reproduce(settings: Settings | None, version: str, *, tolerance: float = TOLERANCE) -> ReproduceResult:
-    """Retrain ``version`` of the forecaster from its recorded training set and parameters."""
+def reproduce(
+    settings: Settings | None, version: str, *, tolerance: float = TOLERANCE, name: str = FORECASTER.name
+) -> ReproduceResult:
+    """Retrain ``version`` of the registered model ``name`` (the forecaster by default) from its recorded
+    training set and parameters, with its registered seed."""
     settings = settings or get_settings()
     client = registry.client(settings)
-    tags = client.get_model_version(FORECASTER.name, version).tags
+    tags = client.get_model_version(name, version).tags
     missing = {TRAIN_PARAMS_TAG, "training_set_id", "training_set_path", "training_set_delta_version"} - set(tags)
     if missing:
-        raise MissingInputError(f"{FORECASTER.name} v{version} has no reproducibility records {sorted(missing)}")
+        raise MissingInputError(f"{name} v{version} has no reproducibility records {sorted(missing)}")
     ref = training_set.TrainingSetRef(
         tags["training_set_id"], tags["training_set_path"], int(tags["training_set_delta_version"]), rows=0
     )
     params = TrainParams.from_json(tags[TRAIN_PARAMS_TAG])
-    recorded = client.get_run(client.get_model_version(FORECASTER.name, version).run_id).data.metrics
-    retrained = walk_forward(training_set.load(ref), params).metrics
+    recorded = client.get_run(client.get_model_version(name, version).run_id).data.metrics
+    retrained = walk_forward(training_set.load(ref), params, targets.for_model(name)).metrics
     errors = {
-        k: abs(v - recorded[k]) / max(abs(recorded[k]), 1e-12)
+        k: 0.0 if math.isnan(v) and math.isnan(recorded[k]) else abs(v - recorded[k]) / max(abs(recorded[k]), 1e-12)
         for k, v in retrained.items()
         if not k.endswith("_train_seconds")
-    }
+    }  # a metric without a value (an IC over too few hours) reproduces as NaN
     worst = max(errors, key=lambda k: errors[k])
     definitions_changed = tags.get("definitions_sha256") != definitions_sha256()
     result = ReproduceResult(
@@ -77,7 +81,7 @@ def reproduce(settings: Settings | None, version: str, *, tolerance: float = TOL
     )
     log.info(
         "reproduced %s v%s: %d metrics, max relative error %.2e (%s)%s",
-        FORECASTER.name,
+        name,
         version,
         len(errors),
         errors[worst],

@@ -1,5 +1,9 @@
 """Point-in-time training sets: built from Feast, persisted to Delta, read back by time travel.
 
+A model contract's set (:mod:`sentinance.catalog`) is its mart's complete labelled rows with the
+features of its feature service (the forecaster's, or the volatility model's, which joins the
+forecaster's view too).
+
 Every training set Feast returns is appended to the gold Delta table ``training_sets``,
 partitioned by ``training_set_id`` (a content hash of the set), so a registered model
 version can name the exact rows it was trained on — path, id and Delta version — and
@@ -19,7 +23,7 @@ import pyarrow as pa
 from deltalake import write_deltalake
 
 from sentinance import lake
-from sentinance.catalog import FORECASTER, TRAINING_SETS
+from sentinance.catalog import FORECASTER, TRAINING_SETS, ModelContract
 from sentinance.errors import MissingInputError, SentinanceError
 from sentinance.ml import feature_store
 from sentinance.settings import Settings
@@ -43,21 +47,23 @@ def table_path(settings: Settings) -> str:
     return TRAINING_SETS.path(settings)
 
 
-def build(settings: Settings) -> pd.DataFrame:
-    """Complete labelled mart rows with their point-in-time features from Feast."""
-    entity_df = feature_store.query(
-        settings,
-        f"SELECT instrument_id, event_timestamp, {FORECASTER.label} FROM {FORECASTER.mart} "
-        f"WHERE is_complete AND {FORECASTER.label} IS NOT NULL",
-    )
-    if entity_df.empty:
+def build(settings: Settings, contract: ModelContract = FORECASTER) -> pd.DataFrame:
+    """Complete labelled mart rows with their point-in-time features from Feast.
+
+    Feast reads the entity rows with a query on the mart rather than from an uploaded DataFrame: the
+    uploaded table has no planner statistics, and the volatility model's two-view join then fell into
+    nested loops (measured on 2 643 rows: 42 s uploaded, 1.2 s queried in place).
+    """
+    rows = f"FROM {contract.mart} WHERE is_complete AND {contract.label} IS NOT NULL"
+    if not feature_store.query(settings, f"SELECT count(*) AS n {rows}")["n"].iloc[0]:
         why = "land more history"
-        if FORECASTER.interval not in settings.universe.intervals:
-            why = f"SENTINANCE_INTERVALS has no {FORECASTER.interval}, the interval the forecaster's contract reads"
-        raise MissingInputError(f"{FORECASTER.mart} has no complete labelled rows to train on: {why}")
-    entity_df[FORECASTER.label] = entity_df[FORECASTER.label].astype("float64")
-    frame = feature_store.historical_features(settings, entity_df)
-    return frame[sorted(frame.columns)].astype({FORECASTER.timestamp: "datetime64[us, UTC]"})
+        if contract.interval not in settings.universe.intervals:
+            why = f"SENTINANCE_INTERVALS has no {contract.interval}, the interval the contract of {contract.name} reads"
+        raise MissingInputError(f"{contract.mart} has no complete labelled rows to train on: {why}")
+    entity_sql = f"SELECT {contract.entity_key}, {contract.timestamp}, {contract.label} {rows}"
+    frame = feature_store.historical_features(settings, entity_sql, contract)
+    frame[contract.label] = frame[contract.label].astype("float64")
+    return frame[sorted(frame.columns)].astype({contract.timestamp: "datetime64[us, UTC]"})
 
 
 def content_id(frame: pd.DataFrame) -> str:

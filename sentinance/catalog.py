@@ -8,6 +8,9 @@ model contract: its input features (the mart keeps ``sequence_length`` lags of e
 candle interval (which keys its feature view and sets its periods: ADR 0007), mart, Feast
 feature view and service, and registered model name. The sequence length itself is a setting
 (``SENTINANCE_SEQUENCE_LENGTH``). :data:`ANOMALY_INTERVAL` is the candles the detectors flag.
+:data:`VOLATILITY` is the volatility model's contract: it extends the forecaster's (reads its
+feature view too) with realised-volatility features of its own mart and forecasts the realised
+volatility of the next day.
 """
 
 from __future__ import annotations
@@ -213,6 +216,44 @@ _PREDICTIONS = pa.schema(
 )
 PREDICTION_KEYS = ["instrument_id", "target_time", "model_version"]
 
+# the volatility model's forecasts: realised volatility over [target_time, target_time + 1 day)
+_VOLATILITY_PREDICTIONS = pa.schema(
+    [
+        pa.field("instrument_id", pa.string(), nullable=False),
+        pa.field("feature_time", TS, nullable=False),  # event time of the features used
+        pa.field("target_time", TS, nullable=False),  # the first period of the forecast day
+        pa.field("predicted_rv", pa.float64(), nullable=False),  # sqrt of the sum of squared log returns
+        pa.field("model_name", pa.string(), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),
+        pa.field("model_alias", pa.string(), nullable=False),
+        pa.field("scored_at", TS, nullable=False),
+    ]
+)
+
+# one cost-aware backtest of a registered version on its out-of-sample window (ml/backtest.py)
+_BACKTESTS = pa.schema(
+    [
+        pa.field("model_name", pa.string(), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),
+        pa.field("strategy", pa.string(), nullable=False),  # whose forecast: lstm | persistence | buy_and_hold
+        pa.field("rule", pa.string(), nullable=False),  # long_flat | long_short | buy_and_hold
+        pa.field("window_start", TS, nullable=False),  # first and last period traded
+        pa.field("window_end", TS, nullable=False),
+        pa.field("periods", pa.int64(), nullable=False),
+        pa.field("instruments", pa.int64(), nullable=False),
+        pa.field("fees_bps", pa.float64(), nullable=False),  # per unit of the book traded
+        pa.field("slippage_bps", pa.float64(), nullable=False),
+        pa.field("total_return", pa.float64(), nullable=False),  # final equity - 1, after costs
+        pa.field("sharpe", pa.float64(), nullable=False),  # annualised, of the net period returns
+        pa.field("max_drawdown", pa.float64(), nullable=False),  # largest fall from a peak, as a fraction
+        pa.field("turnover", pa.float64(), nullable=False),  # mean share of the book traded per period
+        pa.field("hit_rate", pa.float64()),  # share of positions that earned; null if never invested
+        pa.field("run_id", pa.string(), nullable=False),  # the MLflow training run that logged it
+        pa.field("backtested_at", TS, nullable=False),
+    ]
+)
+BACKTEST_KEYS = ["model_name", "model_version", "strategy", "rule"]
+
 # market-manipulation detections (spark_jobs/detectors/), one row per flagged episode
 _ANOMALIES = pa.schema(
     [
@@ -357,6 +398,24 @@ PREDICTIONS = Table(
     mirror="predictions",
     description="served and shadow forecasts",
 )
+VOLATILITY_PREDICTIONS = Table(
+    "gold",
+    "volatility_predictions",
+    _VOLATILITY_PREDICTIONS,
+    PREDICTION_KEYS,
+    change_feed=True,
+    mirror="volatility_predictions",
+    description="served and shadow forecasts of the next day's realised volatility",
+)
+BACKTESTS = Table(
+    "gold",
+    "backtests",
+    _BACKTESTS,
+    BACKTEST_KEYS,
+    change_feed=True,
+    mirror="backtests",
+    description="cost-aware backtests of every registered forecaster version (docs/ml.md)",
+)
 
 TABLES: tuple[Table, ...] = (
     CANDLES,
@@ -371,6 +430,8 @@ TABLES: tuple[Table, ...] = (
     ANOMALIES,
     TRAINING_SETS,
     PREDICTIONS,
+    VOLATILITY_PREDICTIONS,
+    BACKTESTS,
 )
 # the warehouse's lake.<name> -> its Delta table, in load order
 MIRRORED: dict[str, Table] = {t.mirror: t for t in TABLES if t.mirror}
@@ -389,19 +450,25 @@ def instrument_id(exchange: str, symbol: str) -> str:
     return f"{exchange}:{symbol}"
 
 
-# -- the forecaster's contract -------------------------------------------------------------------
+# -- the models' contracts -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class ModelContract:
-    """What a model reads and where: the mart's columns, Feast's view and service, the registry name."""
+    """What a model reads and where: the mart's columns, Feast's view and service, the registry name,
+    and the table its served forecasts go to."""
 
     name: str  # the registered model in MLflow
-    features: tuple[str, ...]  # per-period inputs, oldest lag first in a sequence
+    features: tuple[str, ...]  # per-period inputs its own mart holds with their lags, oldest lag first in a sequence
     label: str
-    interval: str  # the candles the model reads and forecasts one of ahead; keys its feature view
+    interval: str  # the candles the model reads (and forecasts ahead of); keys its feature view
     mart: str  # schema.table built by dbt
     feature_service: str
+    predictions: Table  # served and shadow forecasts
+    prediction: str  # the forecast's column in ``predictions``
+    horizon: str | None = None  # the span the label covers, an interval code; None: the next period
+    extends: ModelContract | None = None  # another contract whose feature view this model reads too
+    view: str = "features"  # names its feature view with the entity and the interval
     entity: str = "instrument"
     entity_key: str = "instrument_id"
     timestamp: str = "event_timestamp"
@@ -409,13 +476,32 @@ class ModelContract:
 
     @property
     def period(self) -> timedelta:
-        """One interval: a lag's step, the forecast horizon (target_time = feature_time + period)."""
+        """One interval: a lag's step, the next-period horizon (target_time = feature_time + period)."""
         return timedelta(seconds=INTERVAL_SECONDS[self.interval])
 
     @property
     def feature_view(self) -> str:
         """The Feast feature view of the contract's interval: ``instrument_1h_features``."""
-        return f"{self.entity}_{self.interval}_features"
+        return f"{self.entity}_{self.interval}_{self.view}"
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Every per-period input of the model in its sequences' order: an extended contract's first."""
+        return (*(self.extends.inputs if self.extends else ()), *self.features)
+
+    @property
+    def feature_views(self) -> tuple[str, ...]:
+        """The Feast feature views its feature service joins."""
+        return (*(self.extends.feature_views if self.extends else ()), self.feature_view)
+
+    @property
+    def horizon_periods(self) -> int:
+        """Periods of ``interval`` the label spans: 1 for the next period, 24 for a day of hourly candles."""
+        return 1 if self.horizon is None else INTERVAL_SECONDS[self.horizon] // INTERVAL_SECONDS[self.interval]
+
+    @property
+    def horizon_seconds(self) -> int:
+        return self.horizon_periods * INTERVAL_SECONDS[self.interval]
 
     def lag_columns(self, feature: str, sequence_length: int) -> list[str]:
         """The mart's lag columns of ``feature``, oldest first (``<feature>_lag_<i>``, lag 0 is now)."""
@@ -448,7 +534,31 @@ FORECASTER = ModelContract(
     interval="1h",
     mart="marts.fct_training_features",
     feature_service="lstm_forecaster_v1",
+    predictions=PREDICTIONS,
+    prediction="predicted_log_return",
 )
+
+# HAR-RV's components (Corsi, 2009) and the days each averages: daily realised volatility
+# sqrt(sum of squared log returns over the last day's periods), and its means over the last 5
+# and 22 days, taken every period over trailing days
+HAR_DAYS: dict[str, int] = {"rv_daily": 1, "rv_weekly": 5, "rv_monthly": 22}
+
+VOLATILITY = ModelContract(
+    name="sentinance-lstm-volatility",
+    features=tuple(HAR_DAYS),
+    label="next_day_rv",  # realised volatility of the periods in (t, t + 1 day]
+    interval=FORECASTER.interval,
+    mart="marts.fct_volatility_features",
+    view="volatility_features",  # instrument_1h_volatility_features
+    feature_service="lstm_volatility_v1",
+    predictions=VOLATILITY_PREDICTIONS,
+    prediction="predicted_rv",
+    horizon="1d",
+    extends=FORECASTER,
+    context=(),
+)
+
+MODELS: tuple[ModelContract, ...] = (FORECASTER, VOLATILITY)
 
 
 def dbt_vars(settings: Settings) -> dict:
@@ -462,6 +572,14 @@ def dbt_vars(settings: Settings) -> dict:
             "label": FORECASTER.label,
             "interval": FORECASTER.interval,
             "interval_seconds": INTERVAL_SECONDS[FORECASTER.interval],
+            "sequence_length": settings.sequence_length,
+        },
+        "volatility": {
+            "har_days": dict(HAR_DAYS),
+            "label": VOLATILITY.label,
+            "interval": VOLATILITY.interval,
+            "interval_seconds": INTERVAL_SECONDS[VOLATILITY.interval],
+            "periods_per_day": VOLATILITY.horizon_periods,
             "sequence_length": settings.sequence_length,
         },
     }

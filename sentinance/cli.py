@@ -234,11 +234,12 @@ def _marts(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from sentinance.catalog import FORECASTER
-    from sentinance.pipelines.flows.stages import train
+    from sentinance.catalog import FORECASTER, VOLATILITY
+    from sentinance.pipelines.flows.stages import train, train_volatility
 
-    _require_table(get_settings(), FORECASTER.mart, "marts")
-    return _print_result(train())
+    contract = VOLATILITY if args.model == "volatility" else FORECASTER
+    _require_table(get_settings(), contract.mart, "marts")
+    return _print_result(train_volatility() if args.model == "volatility" else train())
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -505,8 +506,14 @@ def build_parser() -> argparse.ArgumentParser:
     end_option(marts)
     marts.add_argument("--full-refresh", action="store_true", help="rebuild the incremental marts from scratch")
 
-    command("train", _train, "train the LSTM on the marts, register it in MLflow and gate it")
-    command("score", _score, "score the latest features with the serving model (champion, else challenger)")
+    train = command("train", _train, "train an LSTM on the marts, register it in MLflow and gate it")
+    train.add_argument(
+        "--model",
+        choices=("forecaster", "volatility"),
+        default="forecaster",
+        help="the next-hour return forecaster (default) or the next-day volatility model",
+    )
+    command("score", _score, "score the latest features with the serving models (champion, else challenger)")
     command("monitor", _monitor, "KS + PSI feature drift against the serving model's training window")
 
     command(

@@ -45,6 +45,8 @@ INTERVAL_SECONDS: dict[str, int] = {
     "6h": 21600,
     "1d": 86400,
 }
+SECONDS_PER_DAY = 86400
+SECONDS_PER_YEAR = 365 * SECONDS_PER_DAY  # crypto trades 24/7: a year has SECONDS_PER_YEAR / interval candles
 DEFAULT_EXCHANGES = {"binance": "USDT", "coinbase": "USD", "kraken": "USD"}
 DEFAULT_ASSETS = ("BTC", "ETH", "SOL")
 DEFAULT_INTERVALS = ("1h",)

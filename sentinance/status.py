@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 from sentinance import lake, services
-from sentinance.catalog import FORECASTER, TABLES
+from sentinance.catalog import FORECASTER, TABLES, VOLATILITY, ModelContract
 from sentinance.settings import Settings
 
 # the registered version's headline out-of-sample figures (newest walk-forward fold and pooled)
@@ -20,6 +20,20 @@ SUMMARY_METRICS = (
     "holdout_lstm_directional_accuracy",
     "holdout_lstm_mae",
     "holdout_persistence_mae",
+    "holdout_lstm_rank_ic_mean",
+    "holdout_mape_ratio_seed_mean",
+    "holdout_mape_ratio_seed_std",
+    "backtest_lstm_long_flat_sharpe",
+    "backtest_buy_and_hold_sharpe",
+)
+VOLATILITY_SUMMARY_METRICS = (
+    "holdout_lstm_qlike",
+    "holdout_har_qlike",
+    "holdout_qlike_ratio",
+    "cv_qlike_ratio",
+    "holdout_qlike_ratio_seed_mean",
+    "holdout_qlike_ratio_seed_std",
+    "holdout_mse_ratio",
 )
 
 
@@ -52,8 +66,9 @@ def _postgres_status(settings: Settings) -> list[dict]:
         ]
 
 
-def model_status(settings: Settings) -> dict | None:
-    """The registered forecaster's aliases with their versions and holdout metrics (None if unregistered)."""
+def model_status(settings: Settings, contract: ModelContract = FORECASTER) -> dict | None:
+    """A registered model's aliases with their versions and holdout metrics (None if unregistered);
+    the forecaster's by default."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -61,18 +76,19 @@ def model_status(settings: Settings) -> dict | None:
         tracking_uri=services.mlflow_tracking_uri(settings), registry_uri=services.mlflow_tracking_uri(settings)
     )
     try:
-        model = client.get_registered_model(FORECASTER.name)
+        model = client.get_registered_model(contract.name)
     except MlflowException:
         return None
+    shown = VOLATILITY_SUMMARY_METRICS if contract == VOLATILITY else SUMMARY_METRICS
     versions = {}
     for alias, version in sorted(model.aliases.items()):
-        run_id = client.get_model_version(FORECASTER.name, version).run_id
+        run_id = client.get_model_version(contract.name, version).run_id
         metrics = client.get_run(run_id).data.metrics if run_id else {}
         versions[alias] = {
             "version": version,
-            "metrics": {k: round(metrics[k], 6) for k in SUMMARY_METRICS if k in metrics},
+            "metrics": {k: round(metrics[k], 6) for k in shown if k in metrics},
         }
-    return {"name": FORECASTER.name, "aliases": versions}
+    return {"name": contract.name, "aliases": versions}
 
 
 def ui_commands(settings: Settings) -> dict[str, str]:
@@ -161,6 +177,7 @@ def collect_status(settings: Settings, current_run: str | None = None) -> dict:
         "home": str(settings.home),
         "tables": _delta_status(settings) + _postgres_status(settings),
         "model": model_status(settings),
+        "volatility_model": model_status(settings, VOLATILITY),
         "flow_runs": runs,
         "ui": ui_commands(settings),
     }
@@ -173,14 +190,15 @@ def render_summary(status: dict) -> str:
         version = "" if t["version"] is None else f"  (v{t['version']})"
         lines.append(f"  {t['table']:<45} {t['rows']:>10,} rows{version}")
     lines += ["", "Model registry:"]
-    model = status["model"]
-    if not model or not model["aliases"]:
-        lines.append("  no registered model yet")
-    else:
+    for model in (status["model"], status.get("volatility_model")):
+        if not model or not model["aliases"]:
+            continue
         for alias, info in model["aliases"].items():
             lines.append(f"  {model['name']} @{alias} = version {info['version']}")
             for key, value in info["metrics"].items():
                 lines.append(f"      {key:<36} {value}")
+    if not (status["model"] and status["model"]["aliases"]):
+        lines.append("  no registered model yet")
     lines += ["", "Last flow runs (Prefect):"]
     if not status["flow_runs"]:
         lines.append("  none yet")

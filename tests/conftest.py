@@ -25,9 +25,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from support.volatility import volatility_mart
 
 from sentinance import lake
-from sentinance.catalog import CANDLE_FEATURES, CANDLES, FORECASTER, PREDICTIONS, instrument_id
+from sentinance.catalog import (
+    CANDLE_FEATURES,
+    CANDLES,
+    FORECASTER,
+    PREDICTIONS,
+    VOLATILITY,
+    ModelContract,
+    instrument_id,
+)
 from sentinance.settings import Settings, configure, get_settings
 
 # Before Prefect, Spark or MLflow is imported by a test module: the session's state dir and the
@@ -101,12 +110,28 @@ class SyntheticMart:
     rows: pd.DataFrame
 
 
-def synthetic_mart(end: datetime, hours: int = 480, sequence_length: int = 8, seed: int = 11) -> pd.DataFrame:
+def garch_returns(
+    rng: np.random.Generator, hours: int, vol: float, alpha: float = 0.1, beta: float = 0.88
+) -> np.ndarray:
+    """Hourly returns with GARCH(1, 1) variance around a long-run volatility ``vol``."""
+    variance, returns = vol**2, np.empty(hours)
+    for t in range(hours):
+        returns[t] = np.sqrt(variance) * rng.standard_normal()
+        variance = vol**2 * (1 - alpha - beta) + alpha * returns[t] ** 2 + beta * variance
+    return returns
+
+
+def synthetic_mart(
+    end: datetime, hours: int = 480, sequence_length: int = 8, seed: int = 11, garch: bool = False
+) -> pd.DataFrame:
     """Each exchange's log price is a shared random walk plus a mean-reverting basis (AR(1),
-    phi 0.5), so the next return is partly predictable from ``basis_bps``."""
+    phi 0.5), so the next return is partly predictable from ``basis_bps``. With ``garch`` the walk's
+    steps have clustered volatility (GARCH(1, 1), 50 bps an hour in the long run) that dominates the
+    basis, so the next day's realised volatility is partly predictable from the last days'."""
     rng = np.random.default_rng(seed)
     times = pd.date_range(end=end - timedelta(hours=1), periods=hours, freq="h", tz="UTC")
-    market = np.log(30_000) + np.cumsum(rng.normal(0, 0.001, hours))
+    steps = garch_returns(rng, hours, 0.005) if garch else rng.normal(0, 0.001, hours)
+    market = np.log(30_000) + np.cumsum(steps)
     universe = SESSION.universe
     exchanges = tuple(universe.exchanges)
     basis = np.zeros((len(exchanges), hours))
@@ -146,23 +171,30 @@ def synthetic_mart(end: datetime, hours: int = 480, sequence_length: int = 8, se
     return pd.concat(frames, ignore_index=True)[FORECASTER.mart_columns(sequence_length)]
 
 
-def write_mart(settings: Settings, mart: pd.DataFrame) -> None:
-    """(Re)create the mart table with ``mart``'s rows."""
+def write_mart(settings: Settings, mart: pd.DataFrame, contract: ModelContract = FORECASTER) -> None:
+    """(Re)create the contract's mart table with ``mart``'s rows."""
     from sentinance import services
 
-    types = {FORECASTER.timestamp: "timestamptz", "is_complete": "boolean"}
+    types = {contract.timestamp: "timestamptz", "is_complete": "boolean"}
     columns = ", ".join(
         f"{c} {types.get(c, 'text' if mart[c].dtype == object else 'double precision')}" for c in mart.columns
     )
-    schema = FORECASTER.mart.split(".")[0]
+    schema = contract.mart.split(".")[0]
     with services.connect(settings) as conn, conn.cursor() as cur:
         cur.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-        cur.execute(f"DROP TABLE IF EXISTS {FORECASTER.mart}")
-        cur.execute(f"CREATE TABLE {FORECASTER.mart} ({columns})")
+        cur.execute(f"DROP TABLE IF EXISTS {contract.mart}")
+        cur.execute(f"CREATE TABLE {contract.mart} ({columns})")
+        cur.execute(f"CREATE UNIQUE INDEX ON {contract.mart} ({contract.entity_key}, {contract.timestamp})")  # as dbt's
         rows = mart.astype(object).where(mart.notna(), None).itertuples(index=False)
-        with cur.copy(f"COPY {FORECASTER.mart} ({', '.join(mart.columns)}) FROM STDIN") as copy:
+        with cur.copy(f"COPY {contract.mart} ({', '.join(mart.columns)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
+
+
+def write_marts(settings: Settings, forecaster_rows: pd.DataFrame, sequence_length: int) -> None:
+    """Both models' marts: the forecaster's rows, and the volatility mart computed from them."""
+    write_mart(settings, forecaster_rows)
+    write_mart(settings, volatility_mart(forecaster_rows, sequence_length), VOLATILITY)
 
 
 @pytest.fixture(scope="session")
@@ -176,16 +208,32 @@ def synthetic_training_set() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def ml_settings() -> Iterator[tuple[Settings, SyntheticMart]]:
     """A state dir of the module's own (PostgreSQL, Feast, MLflow, lake) holding the synthetic mart at a
-    sequence length of 8; the mart is applied and materialized into the online store."""
+    sequence length of 8 (and the volatility mart computed from it); the marts are applied and
+    materialized into the online store."""
     from sentinance.ml import feature_store
 
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     mart = SyntheticMart(end, 8, synthetic_mart(end, sequence_length=8))
     settings = new_settings("ml", sequence_length=mart.sequence_length)
-    write_mart(settings, mart.rows)
+    write_marts(settings, mart.rows, mart.sequence_length)
     feature_store.apply(settings)
     feature_store.materialize(settings, end)
     return settings, mart
+
+
+@pytest.fixture(scope="module")
+def volatility_settings() -> tuple[Settings, SyntheticMart]:
+    """A state dir of the module's own holding 60 days of the synthetic market with GARCH volatility at a
+    sequence length of 8: both marts, applied and materialized. ``rows`` is the volatility mart."""
+    from sentinance.ml import feature_store
+
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    forecaster_rows = synthetic_mart(end, hours=60 * 24, sequence_length=8, seed=5, garch=True)
+    settings = new_settings("volatility", sequence_length=8)
+    write_marts(settings, forecaster_rows, 8)
+    feature_store.apply(settings)
+    feature_store.materialize(settings, end)
+    return settings, SyntheticMart(end, 8, volatility_mart(forecaster_rows, 8))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -8,6 +8,7 @@ flow (:mod:`sentinance.pipelines.flows.lakehouse`) are deployed as they are. Sch
 - ``features-and-marts/after-ingest``: whenever an ``ingest/hourly`` run completes (event trigger),
   the ``features`` then the ``marts`` flow (``full_refresh=False``);
 - ``train/daily``: 02:30;
+- ``train-volatility/daily``: 02:45, the volatility model;
 - ``score/hourly``: every hour at :35;
 - ``monitor/daily``: 03:00, drift then the champion-vs-challenger A/B comparison;
 - ``maintain/daily``: 04:00, OPTIMIZE and VACUUM of every lake table (``SENTINANCE_LAKE_RETENTION_HOURS``);
@@ -46,6 +47,7 @@ from sentinance.pipelines.flows.stages import (
     monitor,
     score,
     train,
+    train_volatility,
 )
 
 TAGS = ["sentinance"]
@@ -87,6 +89,7 @@ def deployments() -> list[RunnerDeployment]:
             features_and_marts, "after-ingest", "features", triggers=[AFTER_INGEST], parameters={"full_refresh": False}
         ),
         deploy(train, "daily", "train", schedules=[Cron("30 2 * * *", timezone="UTC")]),
+        deploy(train_volatility, "daily", "train", schedules=[Cron("45 2 * * *", timezone="UTC")]),
         deploy(score, "hourly", "score", schedules=[Cron("35 * * * *", timezone="UTC")]),
         deploy(monitor, "daily", "monitor", schedules=[Cron("0 3 * * *", timezone="UTC")]),
         deploy(maintain, "daily", "maintain", schedules=[Cron("0 4 * * *", timezone="UTC")]),

@@ -1,4 +1,4 @@
-"""The main job: the ``lakehouse`` flow, every stage once, bronze -> silver -> marts -> features -> model.
+"""The main job: the ``lakehouse`` flow, every stage once, bronze -> silver -> marts -> features -> models.
 
 A composition of the stage flows of :mod:`sentinance.pipelines.flows.stages` (run as subflows) and two
 tasks of :mod:`sentinance.pipelines.flows.tasks`, holding the state dir's write slot through every stage.
@@ -17,8 +17,9 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
+from sentinance.catalog import VOLATILITY
 from sentinance.pipelines.flows.ingest import default_end, ingest
-from sentinance.pipelines.flows.stages import features, marts, score, state_slot, train
+from sentinance.pipelines.flows.stages import features, marts, score, state_slot, train, train_volatility
 from sentinance.pipelines.flows.tasks import as_plain, compare_models, monitor_drift
 from sentinance.settings import configure, get_settings
 from sentinance.status import collect_status, model_status, render_summary
@@ -40,9 +41,10 @@ def lakehouse(end: datetime | None = None, days: int = 90, full_refresh: bool = 
     """Run every stage once, incrementally; returns the per-stage results and the status.
 
     ``ingest`` -> ``features`` -> ``marts`` -> drift (once a model exists) -> ``train`` (without a
-    model or on drift) -> ``score`` -> champion-vs-challenger A/B, then a summary artifact. A stage
-    whose inputs did not change since its last run does nothing (:mod:`.tasks`); ``timings`` has each
-    stage's wall time and the process's peak RSS after it.
+    model or on drift) -> ``train-volatility`` (without a volatility model or on drift) -> ``score``
+    (both models) -> champion-vs-challenger A/B, then a summary artifact. A stage whose inputs did not
+    change since its last run does nothing (:mod:`.tasks`); ``timings`` has each stage's wall time and
+    the process's peak RSS after it.
     """
     settings = configure(get_settings())
     logger = get_run_logger()
@@ -64,6 +66,9 @@ def lakehouse(end: datetime | None = None, days: int = 90, full_refresh: bool = 
                 stages["train"] = train()
         else:
             logger.info("no drift and no new data to learn from: the registered model is kept")
+        if drift is None or drift.retrain or not model_status(settings, VOLATILITY):
+            with _timed(timings, "train_volatility"):
+                stages["train_volatility"] = train_volatility()
         with _timed(timings, "score"):
             stages.update(score())
         with _timed(timings, "ab_testing"):

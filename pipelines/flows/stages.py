@@ -19,7 +19,7 @@ from prefect import flow, get_client
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists
 
-from sentinance.catalog import FORECASTER, MIRRORED
+from sentinance.catalog import FORECASTER, MIRRORED, VOLATILITY
 from sentinance.pipelines.flows.ingest import default_end
 from sentinance.pipelines.flows.tasks import (
     as_plain,
@@ -32,10 +32,13 @@ from sentinance.pipelines.flows.tasks import (
     monitor_drift,
     refresh_model_performance,
     score_latest,
+    score_volatility,
     serve_features,
     train_model,
+    train_volatility_model,
 )
 from sentinance.settings import configure, get_settings
+from sentinance.status import model_status
 
 STATE_LIMIT = "sentinance-state"
 STATE_WAIT_SECONDS = 3600  # a stage waiting longer for the write slot fails (and is retried)
@@ -108,19 +111,28 @@ def train() -> dict:
         return as_plain(train_model(configure(get_settings())))
 
 
+@flow(name="train-volatility", log_prints=True)
+def train_volatility() -> dict:
+    """Train the volatility model against HAR-RV on its mart, register it in MLflow and gate it (skipped while
+    the mart has too little history)."""
+    with state_slot():
+        return as_plain(train_volatility_model(configure(get_settings())))
+
+
 @flow(name="score", log_prints=True)
 def score() -> dict:
-    """Score the latest online features with the serving model, load the predictions into PostgreSQL and
-    refresh the model-performance mart, which then holds this run's forecasts too."""
+    """Score the latest online features with the serving models (the forecaster, and the volatility model once
+    one is registered), load the predictions and the backtests into PostgreSQL and refresh the marts they
+    feed (model performance, backtests), which then hold this run's forecasts and versions too."""
     settings = configure(get_settings())
     with state_slot():
-        return as_plain(
-            {
-                "score": score_latest(settings),
-                "load_predictions": load_warehouse(settings, "predictions"),
-                "model_performance": refresh_model_performance(settings),
-            }
-        )
+        scored = {"score": score_latest(settings), "load_predictions": load_warehouse(settings, "predictions")}
+        if model_status(settings, VOLATILITY):
+            scored["score_volatility"] = score_volatility(settings)
+            scored["load_volatility_predictions"] = load_warehouse(settings, "volatility_predictions")
+        scored["load_backtests"] = load_warehouse(settings, "backtests")  # of this run's training, if any
+        scored["model_performance"] = refresh_model_performance(settings)
+        return as_plain(scored)
 
 
 @flow(name="monitor", log_prints=True)

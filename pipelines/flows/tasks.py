@@ -26,6 +26,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from sentinance import catalog, checkpoints, lake
+from sentinance.errors import MissingInputError
 from sentinance.pipelines.flows.retry import retrying
 from sentinance.settings import Settings
 
@@ -152,14 +153,16 @@ def build_marts(settings: Settings, full_refresh: bool) -> marts.DbtBuildResult:
 
 @task(cache_policy=NO_CACHE, **retrying())
 def refresh_model_performance(settings: Settings) -> marts.DbtBuildResult:
-    """Rebuild what the newly loaded predictions feed (fct_model_performance and its tests), so the mart
-    includes this run's forecasts; the marts are then up to date with every input they read."""
+    """Rebuild what the newly loaded predictions and backtests feed (fct_model_performance, fct_backtests
+    and their tests), so the marts include this run's forecasts and versions; the marts are then up to
+    date with every input they read."""
     from sentinance.pipelines.warehouse import marts
 
     inputs = _marts_inputs(settings)
     if _unchanged(settings, "marts", inputs):
         return marts.DbtBuildResult(True, {}, skipped=True)
-    result = marts.build_marts(settings, select="stg_gold__predictions+")
+    fed = (catalog.PREDICTIONS, catalog.VOLATILITY_PREDICTIONS, catalog.BACKTESTS)
+    result = marts.build_marts(settings, select=" ".join(f"stg_gold__{table.name}+" for table in fed))
     checkpoints.record(settings, "marts", inputs)
     return result
 
@@ -197,17 +200,31 @@ def train_model(settings: Settings) -> train.TrainResult:
     return result
 
 
-def _serving_versions(settings: Settings) -> dict[str, str | None]:
+def _serving_versions(settings: Settings, name: str = catalog.FORECASTER.name) -> dict[str, str | None]:
     from sentinance.ml import registry
 
     return {
-        alias: getattr(registry.alias_version(settings, alias), "version", None)
+        alias: getattr(registry.alias_version(settings, alias, name), "version", None)
         for alias in (registry.CHAMPION, registry.CHALLENGER)
     }
 
 
 def _drift_inputs(settings: Settings) -> dict[str, Any]:
     return {**_features_inputs(settings), **_serving_versions(settings)}
+
+
+@task(cache_policy=NO_CACHE)
+def train_volatility_model(settings: Settings) -> train.TrainResult | dict[str, str]:
+    """LSTM next-day realised volatility against HAR-RV, logged and registered in MLflow; skipped (with the
+    reason) while its mart holds too little history for a walk-forward (about two weeks of candles). An
+    unchanged training set and parameters reuse the version they made."""
+    from sentinance.ml import targets, train
+
+    try:
+        return train.train_and_register(settings, target=targets.VOLATILITY)
+    except MissingInputError as error:
+        get_run_logger().warning("volatility model not trained: %s", error)
+        return {"skipped": str(error)}
 
 
 @task(cache_policy=NO_CACHE)
@@ -223,6 +240,25 @@ def score_latest(settings: Settings) -> score.ScoreResult:
         )
     result = score.score_latest(settings)
     checkpoints.record(settings, "score", inputs)
+    return result
+
+
+@task(cache_policy=NO_CACHE)
+def score_volatility(settings: Settings) -> score.ScoreResult:
+    """The volatility model's batch scoring from the online store (champion, else challenger); nothing to do
+    when neither the online store nor its serving versions changed."""
+    from sentinance.ml import registry, score, targets
+
+    inputs = {
+        "online_store": checkpoints.recorded(settings, "online_store"),
+        **_serving_versions(settings, catalog.VOLATILITY.name),
+    }
+    if _unchanged(settings, "score_volatility", inputs):
+        version, alias = registry.serving_version(settings, catalog.VOLATILITY.name)
+        path = catalog.VOLATILITY_PREDICTIONS.path(settings)
+        return score.ScoreResult(0, str(version.version), alias, lake.version(path), None, skipped=True)
+    result = score.score_latest(settings, targets.VOLATILITY)
+    checkpoints.record(settings, "score_volatility", inputs)
     return result
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import pandas as pd
 
-from sentinance.settings import interval_seconds
+from sentinance.settings import SECONDS_PER_YEAR, interval_seconds
 from sentinance.spark_jobs.features.indicators import (
     AtrState,
     MacdState,
@@ -47,7 +47,6 @@ RSI_PERIOD = ATR_PERIOD = 14
 MACD_FAST, MACD_SLOW, MACD_SIGNAL = 12, 26, 9
 VWAP_PERIOD = VOLUME_Z_PERIOD = 24
 VOLATILITY_WINDOWS = (24, 168)
-SECONDS_PER_YEAR = 365 * 24 * 3600  # crypto trades 24/7: a year has SECONDS_PER_YEAR / interval candles
 
 # Earlier candles a row's features depend on, per indicator (TA-Lib's "lookback"); a row
 # with fewer is warm-up. The longest is also what an increment re-reads before its new rows.

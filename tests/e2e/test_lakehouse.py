@@ -12,7 +12,7 @@ from prefect.client.schemas.filters import FlowFilter, FlowFilterId, FlowRunFilt
 from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
 
 from sentinance import catalog, lake, services
-from sentinance.catalog import FORECASTER
+from sentinance.catalog import FORECASTER, VOLATILITY
 from sentinance.pipelines.flows.lakehouse import lakehouse
 from sentinance.pipelines.flows.stages import STATE_LIMIT
 from sentinance.settings import Settings
@@ -76,11 +76,31 @@ def test_first_run_lands_every_layer(first_run: dict, settings: Settings, lakeho
     assert len(predictions) == 9 and set(predictions["model_version"]) == {stages["train"]["version"]}
     assert _pg_scalar(settings, "SELECT count(*) FROM lake.predictions") == 9
     assert stages["drift"] is None  # nothing to compare against before the first model
+    backtests = lake.read(catalog.BACKTESTS.path(settings))
+    assert len(backtests) == 5 and set(backtests["model_version"]) == {stages["train"]["version"]}
+    assert set(stages["train"]["backtest"]) >= {"backtest_lstm_long_flat_sharpe", "backtest_buy_and_hold_sharpe"}
+    # loaded and built by the score stage of the same run
+    assert (
+        _pg_scalar(
+            settings, "SELECT count(*) FROM marts.fct_backtests WHERE model_version = %s", stages["train"]["version"]
+        )
+        == 5
+    )
+
+    # the volatility model: trained against HAR-RV, gated, registered under its own name, scored
+    volatility = stages["train_volatility"]
+    assert volatility["model_name"] == VOLATILITY.name and "challenger" in volatility["aliases"]
+    assert "vs_har" in volatility["gate"] and len(volatility["seeds"]) == 5
+    assert stages["score_volatility"]["rows"] == 9
+    served = lake.read(catalog.VOLATILITY_PREDICTIONS.path(settings))
+    assert len(served) == 9 and (served["predicted_rv"] > 0).all()
+    assert _pg_scalar(settings, "SELECT count(*) FROM lake.volatility_predictions") == 9
     summary = first_run["summary"]
     for needle in (
         "delta:bronze/candles",
         "postgres:marts.fct_training_features",
         "@challenger",
+        f"{VOLATILITY.name} @challenger",
         "sentinance ui prefect",
         "sentinance ui mlflow",
         "ui dbt-docs",
@@ -116,7 +136,7 @@ def test_the_same_window_again_is_a_no_op(first_run: dict, settings: Settings, l
     assert {load["mode"] for load in again["load"].values()} == {"noop"}
     assert again["features"]["skipped"] and again["score"]["skipped"] and again["model_performance"]["skipped"]
     assert list(again["drift"]["reasons"]) == ["no new data since the last check"] and not again["drift"]["retrain"]
-    assert "train" not in again
+    assert "train" not in again and "train_volatility" not in again
 
 
 @pytest.mark.e2e
@@ -156,7 +176,14 @@ def test_the_stages_run_as_subflows_inside_the_lakehouse_write_slot(first_run: d
         flows = client.read_flows(flow_filter=FlowFilter(id=FlowFilterId(any_=[r.flow_id for r in children])))
         lakehouse_run = client.read_flow_run(parent)
     names = {f.id: f.name for f in flows}
-    assert sorted(names[r.flow_id] for r in children) == ["features", "ingest", "marts", "score", "train"]
+    assert sorted(names[r.flow_id] for r in children) == [
+        "features",
+        "ingest",
+        "marts",
+        "score",
+        "train",
+        "train-volatility",
+    ]
     assert lakehouse_run.state_name == "Completed" and all(r.state_name == "Completed" for r in children)
     assert all(r.empirical_policy.retries == 0 for r in children), "a nested stage never retries"
     # the lakehouse run took the one write slot; its stage subflows re-entered it instead of queueing

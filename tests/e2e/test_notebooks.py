@@ -16,7 +16,7 @@ from nbclient import NotebookClient
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
 EXECUTED = REPO / "test-artifacts" / "notebooks"
-FIGURES = {"01_market_eda": 5, "02_features_and_anomalies": 3, "03_model_report": 3}
+FIGURES = {"01_market_eda": 5, "02_features_and_anomalies": 3, "03_model_report": 5}
 CELL_SECONDS = 300
 
 

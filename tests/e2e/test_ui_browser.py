@@ -61,6 +61,7 @@ DEPLOYMENTS = [
     "ingest/hourly",
     "features-and-marts/after-ingest",
     "train/daily",
+    "train-volatility/daily",
     "score/hourly",
     "monitor/daily",
     "lakehouse/manual",

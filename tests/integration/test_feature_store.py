@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from sentinance import services
-from sentinance.catalog import FORECASTER
+from sentinance.catalog import FORECASTER, VOLATILITY
 from sentinance.errors import SettingsError
 from sentinance.ml import feature_store
 from sentinance.settings import get_settings
@@ -21,6 +21,10 @@ def test_apply_registers_the_feature_service(ml_settings) -> None:
     assert names == FORECASTER.served_columns(mart.sequence_length)  # the catalog's contract, in order
     assert [projection.name for projection in service.feature_view_projections] == [FORECASTER.feature_view]
     assert (settings.feast_dir / "registry.db").exists()
+    volatility = store.get_feature_service(VOLATILITY.feature_service)  # the forecaster's view and its own
+    assert [p.name for p in volatility.feature_view_projections] == list(VOLATILITY.feature_views)
+    names = [f.name for projection in volatility.feature_view_projections for f in projection.features]
+    assert names == [*FORECASTER.served_columns(8), *VOLATILITY.served_columns(8)]
 
 
 def test_historical_features_are_point_in_time_correct(ml_settings) -> None:
@@ -59,7 +63,8 @@ def test_online_features_hold_the_latest_row(ml_settings) -> None:
 def test_materialize_is_incremental(ml_settings) -> None:
     settings, mart = ml_settings
     result = feature_store.materialize(settings, mart.end + FORECASTER.period)
-    assert result["start"] == mart.end.isoformat()
+    assert list(result) == [FORECASTER.feature_view, VOLATILITY.feature_view]
+    assert {window["start"] for window in result.values()} == {mart.end.isoformat()}
 
 
 def test_postgres_online_store_serves_what_sqlite_serves(ml_settings) -> None:
@@ -72,14 +77,15 @@ def test_postgres_online_store_serves_what_sqlite_serves(ml_settings) -> None:
     feature_store.apply(in_postgres)  # its own registry: nothing materialized yet
     ttl = store.get_feature_view(FORECASTER.feature_view).ttl
     assert ttl == 6 * FORECASTER.period  # six periods of the contract's interval
-    assert feature_store.materialize(in_postgres, mart.end)["start"] == (mart.end - ttl).isoformat()
+    windows = feature_store.materialize(in_postgres, mart.end)
+    assert windows[FORECASTER.feature_view]["start"] == (mart.end - ttl).isoformat()
     served = feature_store.online_features(in_postgres, ids)
     pd.testing.assert_frame_equal(served[expected.columns], expected)
     with services.connect(settings) as conn:
         tables = conn.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'feast_online'"
         ).fetchone()[0]
-    assert tables == 1
+    assert tables == 2  # one per feature view
 
 
 def test_online_store_is_chosen_by_configuration(ml_settings, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -274,6 +274,7 @@ def test_source_freshness_warns_on_historic_or_missing_data(built, mart_settings
         "bronze.candles": "warn",
         "silver.candle_features": "warn",
         "gold.predictions": "warn",
+        "gold.volatility_predictions": "warn",
     }  # silver is empty here
 
 

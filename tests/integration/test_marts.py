@@ -1,4 +1,5 @@
-"""The dbt project for real: silver Delta -> lake.candle_features -> staging -> marts.fct_training_features."""
+"""The dbt project for real: silver Delta -> lake.candle_features -> staging -> marts.fct_training_features
+-> marts.fct_volatility_features."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from support.volatility import volatility_mart
 
 from sentinance import catalog, lake, services
-from sentinance.catalog import FORECASTER, MIRRORED
+from sentinance.catalog import FORECASTER, MIRRORED, VOLATILITY
 from sentinance.pipelines.warehouse.loader import load, load_table
 from sentinance.pipelines.warehouse.marts import DbtBuildResult, MartsBuildError, build_marts, generate_docs
 from sentinance.resources import dbt_project_dir
@@ -114,7 +116,17 @@ def test_the_mart_has_exactly_the_catalogs_columns_and_its_unit_tests_pass(built
         "test_training_features_lag_over_a_gap_free_grid": "pass",
         "test_training_features_of_a_4h_contract_step_by_4_hours": "pass",
         "test_fear_and_greed_scores_a_volatility_spike_as_fear": "pass",
+        "test_volatility_features_har_components_over_whole_days": "pass",
+        "test_model_performance_cross_sectional_ic_per_hour": "pass",
+        "test_backtests_against_benchmarks_of_their_version": "pass",
     }
+    columns = fetch(
+        mart_settings,
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
+        "AND table_name = %s ORDER BY ordinal_position",
+        *VOLATILITY.mart.split("."),
+    )
+    assert [c for (c,) in columns] == VOLATILITY.mart_columns(mart_settings.sequence_length)
 
 
 def test_build_creates_the_training_features(built, mart_settings):
@@ -155,6 +167,34 @@ def test_build_creates_the_training_features(built, mart_settings):
     ]
 
 
+def _frame(settings: Settings, query: str) -> pd.DataFrame:
+    with services.connect(settings) as conn:
+        cursor = conn.execute(query)
+        return pd.DataFrame(cursor.fetchall(), columns=[c.name for c in cursor.description])
+
+
+def test_the_volatility_mart_is_the_day_ahead_realised_volatility_of_the_forecasters_returns(built, mart_settings):
+    forecaster = _frame(mart_settings, f"SELECT * FROM {MART} ORDER BY instrument_id, event_timestamp")
+    mart = _frame(mart_settings, f"SELECT * FROM {VOLATILITY.mart} ORDER BY instrument_id, event_timestamp")
+    expected = volatility_mart(forecaster, mart_settings.sequence_length)  # on a grid, in pandas
+    assert len(mart) == len(expected) == 59 + 60
+    for column in ("rv_daily", "rv_daily_lag_5", "rv_weekly", VOLATILITY.label, "is_complete"):
+        np.testing.assert_allclose(mart[column].astype(float), expected[column].astype(float), rtol=1e-12)
+    assert mart["rv_weekly"].isna().all() and not mart["is_complete"].any()  # 60 hours hold no 3 of 5 days
+
+    binance = mart[mart["instrument_id"] == "binance:BTC/USDT"].set_index("event_timestamp")
+    hours = ((binance.index - T0) / pd.Timedelta(hours=1)).astype(int)
+    after = binance[hours == GAP_HOUR + 1].iloc[0]
+    assert pd.isna(after["rv_daily_lag_1"])  # the missing hour, not the hour before it
+    # the day over the missing hour sums the 23 returns it has (the one after the gap spans it)
+    silver = silver_frame(0, 60).set_index(["exchange", "open_time"]).loc["binance", "log_return"]
+    day = silver[
+        (silver.index > T0 + pd.Timedelta(hours=GAP_HOUR - 23))
+        & (silver.index <= T0 + pd.Timedelta(hours=GAP_HOUR + 1))
+    ]
+    assert len(day) == 23 and after["rv_daily"] == pytest.approx(np.sqrt((day**2).sum()), rel=1e-12)
+
+
 def test_incremental_build_equals_a_full_refresh(built, mart_settings):
     # xmin is the id of the transaction that wrote a row: an incremental run leaves old hours alone
     versions = f"SELECT {HOUR}, xmin::text FROM {MART} WHERE instrument_id = 'coinbase:BTC/USD' ORDER BY 1"
@@ -164,8 +204,11 @@ def test_incremental_build_equals_a_full_refresh(built, mart_settings):
     build_marts(mart_settings)
     after = dict(fetch(mart_settings, versions, T0))
     incremental = fetch(mart_settings, f"SELECT * FROM {MART} ORDER BY instrument_id, event_timestamp")
+    volatility = f"SELECT * FROM {VOLATILITY.mart} ORDER BY instrument_id, event_timestamp"
+    incremental_volatility = fetch(mart_settings, volatility)
     build_marts(mart_settings, full_refresh=True)
     full = fetch(mart_settings, f"SELECT * FROM {MART} ORDER BY instrument_id, event_timestamp")
+    assert incremental_volatility == fetch(mart_settings, volatility)
 
     assert [hour for hour in after if before.get(hour) != after[hour]] == [59, 60, 61, 62, 63, 64]
     assert len(incremental) == 59 + 60 + 2 * 5

@@ -1,6 +1,6 @@
 """The ML lifecycle on the synthetic mart (real PostgreSQL, Feast, Delta, MLflow SQLite store, torch):
-walk-forward training, registry and promotion gate, explanations, scoring with a shadow
-challenger, A/B, reproduction from the records, and drift."""
+walk-forward training over seeds, cross-sectional IC, the backtest, registry and promotion gate,
+explanations, scoring with a shadow challenger, A/B, reproduction from the records, and drift."""
 
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ import pytest
 
 from sentinance import catalog, lake, services
 from sentinance.catalog import FORECASTER
-from sentinance.errors import SentinanceError
-from sentinance.ml import ab_testing, drift, evaluation, registry, reproduce, score, train, training_set
+from sentinance.errors import SentinanceError, SettingsError
+from sentinance.ml import ab_testing, drift, evaluation, registry, reproduce, score, targets, train, training_set
 from sentinance.ml.explain import ExplainParams
 
 SEQUENCE_LENGTH = 8  # conftest's ml_settings
-PARAMS = train.TrainParams(sequence_length=SEQUENCE_LENGTH, max_epochs=8)
+PARAMS = train.TrainParams(sequence_length=SEQUENCE_LENGTH, max_epochs=8, seeds=2)
 EXPLAIN = ExplainParams(shap_background=50, shap_samples=40, shap_draws=8, lime_instances=2, lime_samples=200)
 
 
@@ -101,6 +101,10 @@ def test_train_logs_walk_forward_metrics_lineage_explanations_and_registers(ml_s
         "gate.json",
         "plots/error_by_fold.png",
         "plots/forecast_vs_actual.png",
+        "plots/backtest_equity.png",
+        "backtest/equity.csv",
+        "seeds/seeds.json",
+        "seeds/seeds.md",
         "explanations/explanations.json",
         "explanations/shap_by_feature.png",
         "explanations/shap_by_lag_and_feature.png",
@@ -279,3 +283,66 @@ def test_drift_is_quiet_on_stationary_data_and_flags_feature_and_prediction_shif
     )
     assert "| basis_bps |" in shifted.markdown and "| prediction |" in shifted.markdown
     assert Path(shifted.report_path).with_suffix(".md").read_text() == shifted.markdown
+
+
+def test_every_metric_of_the_lstm_is_logged_with_its_spread_over_the_seeds(ml_settings, trained) -> None:
+    settings, _ = ml_settings
+    first, _ = trained
+    client = registry.client(settings)
+    logged = client.get_run(first.run_id).data.metrics
+    seeds = json.loads(Path(client.download_artifacts(first.run_id, "seeds/seeds.json")).read_text())
+    assert first.seeds == (settings.seed, settings.seed + 1) and seeds["seeds"] == list(first.seeds)
+    per_seed = {int(seed): values for seed, values in seeds["per_seed"].items()}
+    for key in ("holdout_mape_ratio", "cv_lstm_rmse", "fold0_lstm_directional_accuracy", "holdout_lstm_rank_icir"):
+        values = [per_seed[seed][key] for seed in first.seeds]
+        assert values[0] == logged[key]  # the registered seed's value is the metric itself
+        assert logged[f"{key}_seed_mean"] == pytest.approx(np.mean(values))
+        assert logged[f"{key}_seed_std"] == pytest.approx(np.std(values, ddof=1))
+    assert "cv_persistence_rmse_seed_mean" not in logged  # a baseline does not depend on the seed
+    gate = json.loads(Path(client.download_artifacts(first.run_id, "gate.json")).read_text())["seeds"]
+    assert gate["baseline"] == "persistence" and len(gate["dm_pvalue"]) == len(first.seeds)
+    assert gate["dm_pvalue"][0] == pytest.approx(first.gate["vs_persistence"]["dm_pvalue"])  # the gate's own seed
+    assert logged["gate_seed_pass_share"] == pytest.approx(np.mean(gate["beats_baseline"]))
+    assert "± " in Path(client.download_artifacts(first.run_id, "seeds/seeds.md")).read_text()
+
+
+def test_cross_sectional_ic_is_logged_per_fold_and_on_the_holdout(trained) -> None:
+    first, _ = trained
+    metrics = first.metrics
+    for scope in ("fold0", "fold1", "fold2", "holdout", "cv"):
+        for key in evaluation.IC_METRICS:
+            assert f"{scope}_lstm_{key}" in metrics and f"{scope}_ema_{key}" in metrics
+    assert metrics["holdout_lstm_icir"] == metrics["fold2_lstm_icir"]
+    assert metrics["holdout_lstm_icir"] == pytest.approx(
+        metrics["holdout_lstm_ic_mean"] / metrics["holdout_lstm_ic_std"]
+    )
+    assert (
+        metrics["holdout_lstm_rank_ic_mean"] > 0.2
+    )  # the basis reverts: richer venues fall back across the cross-section
+
+
+def test_every_registered_version_is_backtested_after_costs(ml_settings, trained) -> None:
+    settings, _ = ml_settings
+    first, second = trained
+    for result in trained:
+        assert {
+            f"backtest_{name}_sharpe" for name in ("lstm_long_flat", "persistence_long_short", "buy_and_hold")
+        } <= set(result.backtest)
+        logged = registry.client(settings).get_run(result.run_id).data.metrics
+        assert {k: logged[k] for k in result.backtest} == result.backtest
+        params = registry.client(settings).get_run(result.run_id).data.params
+        assert (params["backtest_fees_bps"], params["backtest_slippage_bps"]) == ("10.0", "5.0")
+    stored = lake.read(catalog.BACKTESTS.path(settings))
+    assert len(stored) == 2 * 5 and set(stored["model_version"]) == {first.version, second.version}
+    row = stored[(stored["model_version"] == first.version) & (stored["strategy"] == "lstm")]
+    row = row[row["rule"] == "long_flat"].iloc[0]
+    assert row["sharpe"] == first.backtest["backtest_lstm_long_flat_sharpe"] and row["run_id"] == first.run_id
+    # the window traded is the registered version's holdout
+    params = registry.client(settings).get_run(first.run_id).data.params
+    assert row["window_start"] == pd.Timestamp(params["holdout_start"])
+
+
+def test_training_refuses_a_loss_that_does_not_suit_the_target(ml_settings) -> None:
+    settings, _ = ml_settings
+    with pytest.raises(SettingsError, match="gate_loss 'qlike' does not suit sentinance-lstm-forecaster"):
+        train.train_and_register(settings, train.TrainParams(gate_loss="qlike"), target=targets.RETURNS)

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from sentinance import catalog
-from sentinance.catalog import FORECASTER, MIRRORED, TABLES
+from sentinance.catalog import FORECASTER, MIRRORED, MODELS, TABLES, VOLATILITY
 from sentinance.settings import INTERVAL_SECONDS, Settings
 
 
@@ -32,6 +32,8 @@ def test_what_the_warehouse_mirrors_has_keys_and_a_change_feed() -> None:
         "cross_exchange_features",
         "anomalies",
         "predictions",
+        "volatility_predictions",
+        "backtests",
     ]
     for name, table in MIRRORED.items():
         assert table.keys and table.schema is not None, name
@@ -78,4 +80,25 @@ def test_dbt_receives_the_contract_and_the_universe(tmp_path) -> None:
             "interval_seconds": 3600,
             "sequence_length": 5,
         },
+        "volatility": {
+            "har_days": {"rv_daily": 1, "rv_weekly": 5, "rv_monthly": 22},
+            "label": VOLATILITY.label,
+            "interval": "1h",
+            "interval_seconds": 3600,
+            "periods_per_day": 24,
+            "sequence_length": 5,
+        },
     }
+
+
+def test_the_volatility_contract_extends_the_forecasters() -> None:
+    assert VOLATILITY.inputs == (*FORECASTER.features, "rv_daily", "rv_weekly", "rv_monthly")
+    assert VOLATILITY.feature_views == (FORECASTER.feature_view, VOLATILITY.feature_view)
+    assert (FORECASTER.horizon_periods, VOLATILITY.horizon_periods) == (1, 24)  # the next hour, the next day
+    assert VOLATILITY.served_columns(2) == [f"{f}_lag_{i}" for f in VOLATILITY.features for i in (0, 1)]
+    assert (
+        len({m.name for m in MODELS}) == len({m.mart for m in MODELS}) == len({m.predictions.id for m in MODELS}) == 2
+    )
+    for model in MODELS:
+        assert model.prediction in model.predictions.schema.names
+        assert model.predictions.keys == catalog.PREDICTION_KEYS and model.predictions.mirror

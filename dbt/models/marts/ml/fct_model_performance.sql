@@ -8,16 +8,20 @@
 }}
 
 {#- One row per prediction, joined to the actual candle of its target period (of the model
-    contract's interval) once it exists. Incremental runs rewrite the predictions that are new,
-    rescored, or not resolved yet. -#}
+    contract's interval) once it exists, with the cross-sectional information coefficients of its
+    version's forecasts for that period (across the instruments resolved then). A version's forecasts
+    of one period are rebuilt together: incremental runs rewrite every period and version with a
+    prediction that is new, rescored or not resolved yet. -#}
 
 with
 
-predictions as (
+{% if is_incremental() -%}
+pending as (
 
-    select predictions.*
+    select distinct
+        predictions.model_version,
+        predictions.target_time
     from {{ ref('stg_gold__predictions') }} as predictions
-    {%- if is_incremental() %}
     where
         not exists (
             select
@@ -29,7 +33,20 @@ predictions as (
                 and built.scored_at = predictions.scored_at
                 and built.is_resolved
         )
-    {%- endif %}
+
+),
+
+{% endif -%}
+predictions as (
+
+    select predictions.*
+    from {{ ref('stg_gold__predictions') }} as predictions
+    {% if is_incremental() %}
+    inner join pending
+        on
+            predictions.model_version = pending.model_version
+            and predictions.target_time = pending.target_time
+    {% endif %}
 
 ),
 
@@ -40,7 +57,7 @@ candles as (
 
 ),
 
-final as (
+joined as (
 
     select
         predictions.instrument_id,
@@ -71,6 +88,56 @@ final as (
         on
             predictions.instrument_id = latest.instrument_id
             and predictions.feature_time = latest.open_time
+
+),
+
+ranked as (
+
+    -- Spearman's rank correlation is Pearson's on ranks, tied values sharing their mean rank
+    select
+        model_version,
+        target_time,
+        predicted_log_return,
+        actual_log_return,
+        rank() over (partition by model_version, target_time order by predicted_log_return)
+        + (count(*) over (partition by model_version, target_time, predicted_log_return) - 1) / 2.0
+            as predicted_rank,
+        rank() over (partition by model_version, target_time order by actual_log_return)
+        + (count(*) over (partition by model_version, target_time, actual_log_return) - 1) / 2.0
+            as actual_rank
+
+    from joined
+    where is_resolved
+
+),
+
+cross_section as (
+
+    select
+        model_version,
+        target_time,
+        count(*) as cross_section_size,
+        case when count(*) >= 3 then corr(predicted_log_return, actual_log_return) end as cross_sectional_ic,
+        case when count(*) >= 3 then corr(predicted_rank, actual_rank) end as cross_sectional_rank_ic
+
+    from ranked
+    group by model_version, target_time
+
+),
+
+final as (
+
+    select
+        joined.*,
+        coalesce(cross_section.cross_section_size, 0) as cross_section_size,
+        cross_section.cross_sectional_ic,
+        cross_section.cross_sectional_rank_ic
+
+    from joined
+    left join cross_section
+        on
+            joined.model_version = cross_section.model_version
+            and joined.target_time = cross_section.target_time
 
 )
 
