@@ -13,6 +13,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
+from sentinance.pipelines.flows.hooks import stage_hooks
 from sentinance.pipelines.flows.ingest import default_end, ingest
 from sentinance.pipelines.flows.stages import features, marts, score, state_slot, train
 from sentinance.pipelines.flows.tasks import as_plain, compare_models, monitor_drift
@@ -20,7 +21,7 @@ from sentinance.settings import configure, get_settings
 from sentinance.status import collect_status, model_status, render_summary
 
 
-@flow(name="lakehouse", log_prints=True)
+@flow(name="lakehouse", log_prints=True, **stage_hooks())
 def lakehouse(end: datetime | None = None, days: int = 90, full_refresh: bool = False) -> dict:
     """Run every stage once, incrementally; returns the per-stage results and the status.
 

@@ -18,6 +18,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from sentinance import metrics
 from sentinance.ml import ab_testing, drift, feature_store, score, train
 from sentinance.pipelines.flows.retry import retrying
 from sentinance.pipelines.warehouse import loader as warehouse
@@ -70,20 +71,27 @@ def serve_features(settings: Settings, end: datetime) -> dict:
 
 @task(cache_policy=NO_CACHE)
 def train_model(settings: Settings) -> train.TrainResult:
-    """LSTM on a point-in-time Feast training set, logged and registered in MLflow."""
-    return train.train_and_register(settings)
+    """LSTM on a point-in-time Feast training set, logged and registered in MLflow; the gate's outcome
+    goes to the pipeline metrics."""
+    result = train.train_and_register(settings)
+    metrics.record_gate(settings, result.version, result.gate["promoted"])
+    return result
 
 
 @task(cache_policy=NO_CACHE)
 def score_latest(settings: Settings) -> score.ScoreResult:
-    """Batch scoring from the online store with the registry's champion (else challenger)."""
-    return score.score_latest(settings)
+    """Batch scoring from the online store with the registry's champion (else challenger); the version
+    and alias served go to the pipeline metrics."""
+    result = score.score_latest(settings)
+    metrics.record_serving(settings, result.model_version, result.model_alias)
+    return result
 
 
 @task(cache_policy=NO_CACHE)
 def monitor_drift(settings: Settings) -> drift.DriftResult:
     """Feature (KS + PSI), prediction and performance drift, logged to MLflow and as an artifact."""
     result = drift.check_drift(settings)
+    metrics.record_drift(settings, result.psi, result.prediction and result.prediction["psi"], result.retrain)
     create_markdown_artifact(
         key="drift-report", markdown=result.markdown, description="Feature, prediction and performance drift"
     )
