@@ -44,6 +44,19 @@ log = logging.getLogger(__name__)
 
 MODELS = plots.MODELS
 TRAIN_PARAMS_TAG = "train_params"
+# the model runs on CPU: its requirements name PyTorch's CPU build and the index that has it, so that
+# `mlflow models serve --env-manager virtualenv` (or uv, conda) never resolves PyPI's CUDA wheel (GBs)
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def pip_requirements() -> list[str]:
+    """The registered model's requirements.txt: torch pinned to this version's CPU build, mlflow, numpy."""
+    return [
+        f"--extra-index-url {TORCH_CPU_INDEX}",
+        f"torch=={torch.__version__.split('+')[0]}+cpu",
+        f"mlflow=={mlflow.__version__}",
+        "numpy",
+    ]
 
 
 @dataclass(frozen=True)
@@ -261,7 +274,7 @@ def _log_model(model: LSTMForecaster, example_x: np.ndarray, params: TrainParams
             input_example=example,
             registered_model_name=FORECASTER.name,
             metadata={"sequence_length": params.sequence_length, "features": list(FORECASTER.features)},
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}", "numpy"],
+            pip_requirements=pip_requirements(),
         )
     return str(info.registered_model_version)
 

@@ -76,6 +76,13 @@ def test_first_run_lands_every_layer(first_run: dict, settings: Settings, lakeho
     assert len(predictions) == 9 and set(predictions["model_version"]) == {stages["train"]["version"]}
     assert _pg_scalar(settings, "SELECT count(*) FROM lake.predictions") == 9
     assert stages["drift"] is None  # nothing to compare against before the first model
+    # every stage and the gate and scoring left their metrics for Prometheus (docs/monitoring.md)
+    written = {path.stem for path in settings.metrics_dir.glob("*.prom")}
+    stage_files = {f"stage_{name}" for name in ("lakehouse", "ingest", "features", "marts", "train", "score")}
+    assert {"ingest", "gate", "serving", *stage_files} <= written
+    served = stages["score"]
+    line = f'sentinance_model_serving_version{{alias="{served["model_alias"]}"}} {float(served["model_version"])}'
+    assert line in (settings.metrics_dir / "serving.prom").read_text()
     summary = first_run["summary"]
     for needle in (
         "delta:bronze/candles",

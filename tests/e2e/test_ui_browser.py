@@ -13,10 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -31,13 +27,13 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
+from support.processes import ARTIFACTS, free_port, sentinance
 
 from sentinance.catalog import FORECASTER
-from sentinance.cli import wait_for_http
 from sentinance.services import mlflow_tracking_uri
 from sentinance.settings import Settings
+from sentinance.supervisor import wait_for_http
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 CHROMIUM_FLAGS = [
     "--headless=new",
@@ -83,41 +79,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """Stop a server started in its own session, with everything it spawned."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-
-
-@contextmanager
-def _sentinance(*args: str, log_name: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
-    """`sentinance <args>` as a subprocess in its own session, its output in test-artifacts/<log_name>.log."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    with (ARTIFACTS / f"{log_name}.log").open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "sentinance.cli", *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=env,
-        )
-        try:
-            yield process
-        finally:
-            _stop(process)
-
-
 def _state_env(home: Path) -> dict[str, str]:
     """The environment for a `sentinance` process on the state dir ``home`` (none of the session's state)."""
     return {**{k: v for k, v in os.environ.items() if k not in SESSION_STATE}, "SENTINANCE_HOME": str(home)}
@@ -125,8 +86,8 @@ def _state_env(home: Path) -> dict[str, str]:
 
 @contextmanager
 def _ui(name: str, ready_path: str, env: dict[str, str] | None = None, log_name: str = "") -> Iterator[str]:
-    port = _free_port()
-    with _sentinance("ui", name, "--port", str(port), log_name=log_name or f"{name}-server", env=env) as process:
+    port = free_port()
+    with sentinance("ui", name, "--port", str(port), log_name=log_name or f"{name}-server", env=env) as process:
         base = f"http://127.0.0.1:{port}"
         wait_for_http(base + ready_path, SERVER_START_SECONDS, process)
         yield base
@@ -172,7 +133,7 @@ def learnable_home(lakehouse_window: tuple[datetime, int]) -> Path:
     home = Path(tempfile.mkdtemp(prefix="sentinance-leadlag-"))
     env = {**_state_env(home), "SENTINANCE_SIMULATOR_LAGS": LEAD_LAG, "SENTINANCE_SEED": "7"}
     args = ["run", "--end", lakehouse_window[0].isoformat(), "--days", str(LEAD_LAG_DAYS)]
-    with _sentinance(*args, log_name="lead-lag-run", env=env) as run:
+    with sentinance(*args, log_name="lead-lag-run", env=env) as run:
         assert run.wait(timeout=RUN_SECONDS) == 0, "`sentinance run` failed: see test-artifacts/lead-lag-run.log"
     return home
 
@@ -199,7 +160,7 @@ def test_serve_registers_the_deployments_and_runs_one(prefect_ui: str, browser: 
 
     api = f"{prefect_ui}/api"
     env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
-    with _sentinance("serve", log_name="prefect-serve", env=env) as serve:
+    with sentinance("serve", log_name="prefect-serve", env=env) as serve:
         deadline = time.monotonic() + SERVER_START_SECONDS
         while len(httpx.post(f"{api}/deployments/filter", json={}).json()) < len(DEPLOYMENTS):
             assert serve.poll() is None, "`sentinance serve` exited: see test-artifacts/prefect-serve.log"
