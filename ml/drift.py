@@ -51,7 +51,7 @@ class DriftResult:
     max_psi: float
     drifted: bool  # feature drift
     prediction: dict | None  # ks_statistic, ks_pvalue, psi, drifted (None without a model)
-    performance: dict | None  # rows, hours, maes and ratios, DM / t p-values, drifted
+    performance: dict | None  # rows, periods, maes and ratios, DM / t p-values, drifted
     retrain: bool
     reasons: tuple[str, ...]
     model_version: str | None
@@ -60,6 +60,28 @@ class DriftResult:
     current_rows: int
     run_id: str
     markdown: str
+
+    @classmethod
+    def no_new_data(cls, model_version: str | None) -> DriftResult:
+        """The check of a window that has not changed since the last one: nothing to compare, no retrain."""
+        reason = "no new data since the last check"
+        return cls(
+            {},
+            {},
+            {},
+            0.0,
+            False,
+            None,
+            None,
+            False,
+            (reason,),
+            model_version,
+            "",
+            0,
+            0,
+            "",
+            f"## Drift report: {reason}",
+        )
 
 
 def psi(reference: np.ndarray, current: np.ndarray, bins: int = PSI_BINS) -> float:
@@ -121,7 +143,7 @@ def _performance(current: pd.DataFrame, predicted: np.ndarray, train_end: pd.Tim
     persistence_mae = float(np.mean(np.abs(actual)))
     return {
         "rows": len(rows),
-        "hours": worse.hours,
+        "periods": worse.periods,
         "lstm_mae": mae,
         "persistence_mae": persistence_mae,
         "mae_ratio": mae / persistence_mae,
@@ -195,9 +217,12 @@ def check_drift(settings: Settings | None = None, *, window_days: int = 7) -> Dr
 
     features = {f: _distribution_shift(reference[f].to_numpy(), current[f].to_numpy()) for f in FORECASTER.features}
     prediction = performance = None
-    if model is not None:
-        complete_reference = reference[reference["is_complete"].astype(bool)]
-        complete_current = current[current["is_complete"].astype(bool)].reset_index(drop=True)
+    complete_reference = reference[reference["is_complete"].astype(bool)]
+    complete_current = current[current["is_complete"].astype(bool)].reset_index(drop=True)
+    if model is not None and (complete_reference.empty or complete_current.empty):
+        # e.g. a lake younger than the indicators' warm-up plus the window: the model cannot score both sides
+        log.info("no complete rows on one side of the comparison: prediction and performance drift not measured")
+    elif model is not None:
         forecasts = [
             np.asarray(
                 model.predict(to_sequences(rows, int(meta["sequence_length"]), tuple(meta["features"]))), np.float64

@@ -23,7 +23,7 @@ import importlib.util
 import logging
 import re
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -145,7 +145,7 @@ def apply(settings: Settings | None = None) -> dict:
 def materialize(settings: Settings | None = None, end: datetime | None = None) -> dict:
     """Load the latest mart rows up to ``end`` into the online store (incremental).
 
-    ``end`` defaults to one hour after the mart's latest event. The first run of a view
+    ``end`` defaults to one period (the contract's interval) after the mart's latest event. The first run of a view
     loads the window ``[end - ttl, end]`` (Feast would use the wall clock instead of
     ``end``); later runs continue from the previous run's end.
     """
@@ -155,7 +155,7 @@ def materialize(settings: Settings | None = None, end: datetime | None = None) -
         latest = query(settings, f"SELECT max({FORECASTER.timestamp}) AS latest FROM {FORECASTER.mart}")["latest"].iloc[
             0
         ]
-        end = pd.Timestamp(latest).to_pydatetime() + timedelta(hours=1)
+        end = pd.Timestamp(latest).to_pydatetime() + FORECASTER.period
     view = store.get_feature_view(FORECASTER.feature_view)
     start = view.most_recent_end_time
     if start is None:

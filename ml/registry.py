@@ -3,9 +3,7 @@ and the lineage record (Delta versions, git commit, definitions hash) of a train
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from pathlib import Path
 
 import mlflow
 from mlflow import MlflowClient
@@ -16,7 +14,7 @@ from mlflow.pyfunc import PyFuncModel
 from sentinance import lake, services
 from sentinance.catalog import CANDLE_FEATURES, CANDLES, FORECASTER
 from sentinance.errors import MissingInputError
-from sentinance.resources import dbt_project_dir, feature_repo_dir, git
+from sentinance.resources import definitions_sha256, git
 from sentinance.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -24,6 +22,7 @@ log = logging.getLogger(__name__)
 TRAINING_EXPERIMENT = "sentinance-forecasting"
 MONITORING_EXPERIMENT = "sentinance-monitoring"
 CHAMPION, CHALLENGER = "champion", "challenger"
+TRAIN_PARAMS_TAG = "train_params"  # a version's TrainParams as JSON: what reproduces and identifies it
 SOURCE_TABLES = (CANDLES, CANDLE_FEATURES)  # the lake tables a training set is derived from
 
 
@@ -63,32 +62,23 @@ def serving_version(settings: Settings) -> tuple[ModelVersion, str]:
     )
 
 
+def version_trained_on(settings: Settings, training_set_id: str, params_json: str) -> ModelVersion | None:
+    """The registered version trained on this training set with these parameters, if there is one."""
+    found = client(settings).search_model_versions(
+        f"name = '{FORECASTER.name}' and tags.training_set_id = '{training_set_id}'"
+    )
+    return next((v for v in found if v.tags.get(TRAIN_PARAMS_TAG) == params_json), None)
+
+
+def recorded_training_set_versions(settings: Settings) -> list[int]:
+    """The gold/training_sets versions registered model versions were trained on: maintenance must keep
+    them readable, so that every version can be reproduced by time travel."""
+    found = client(settings).search_model_versions(f"name = '{FORECASTER.name}'")
+    return sorted({int(v.tags["training_set_delta_version"]) for v in found if "training_set_delta_version" in v.tags})
+
+
 def load_model(version: ModelVersion) -> PyFuncModel:
     return mlflow.pyfunc.load_model(f"models:/{FORECASTER.name}/{version.version}")
-
-
-def _definitions() -> dict[str, Path]:
-    """What the mart and the feature service are built from, by name: a change here changes the features."""
-    dbt = dbt_project_dir()
-    return {
-        "dbt/dbt_project.yml": dbt / "dbt_project.yml",
-        "dbt/models": dbt / "models",
-        "dbt/macros": dbt / "macros",
-        "feature_repo": feature_repo_dir(),
-    }
-
-
-def definitions_sha256() -> str:
-    """Hash of the dbt project's and the Feast repo's files (works without git, from an installed wheel too)."""
-    digest = hashlib.sha256()
-    for name, root in _definitions().items():
-        files = (
-            [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
-        )
-        for path in sorted(files):
-            digest.update(f"{name}/{path.relative_to(root)}".encode() if path != root else name.encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 def lineage(settings: Settings) -> dict[str, str]:

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from sentinance.catalog import FORECASTER
 from sentinance.errors import MissingInputError
 from sentinance.ml import registry, training_set
-from sentinance.ml.train import TRAIN_PARAMS_TAG, TrainParams, walk_forward
+from sentinance.ml.registry import TRAIN_PARAMS_TAG
+from sentinance.ml.train import TrainParams, walk_forward
+from sentinance.resources import definitions_sha256
 from sentinance.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -62,7 +64,7 @@ def reproduce(settings: Settings | None, version: str, *, tolerance: float = TOL
         if not k.endswith("_train_seconds")
     }
     worst = max(errors, key=lambda k: errors[k])
-    definitions_changed = tags.get("definitions_sha256") != registry.definitions_sha256()
+    definitions_changed = tags.get("definitions_sha256") != definitions_sha256()
     result = ReproduceResult(
         version,
         ref.training_set_id,

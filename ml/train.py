@@ -43,7 +43,6 @@ from sentinance.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 MODELS = plots.MODELS
-TRAIN_PARAMS_TAG = "train_params"
 # the model runs on CPU: its requirements name PyTorch's CPU build and the index that has it, so that
 # `mlflow models serve --env-manager virtualenv` (or uv, conda) never resolves PyPI's CUDA wheel (GBs)
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
@@ -76,8 +75,8 @@ class TrainParams:
     test_fraction: float = 0.1  # of the timeline, per fold
     validation_fraction: float = 0.15  # of each fold's fitting window, its tail, for early stopping
     window: Literal["expanding", "rolling"] = "expanding"
-    embargo_hours: int | None = None  # None: sequence_length
-    ema_span: int = 6  # hours, of the EMA drift baseline
+    embargo_periods: int | None = None  # None: sequence_length; periods of the contract's interval
+    ema_span: int = 6  # periods, of the EMA drift baseline
     alpha: float = 0.05  # significance of the gate's tests
     gate_loss: Literal["squared", "absolute"] = "squared"
     num_threads: int = 1  # the model is tiny: more intra-op threads only spin, badly so on a busy machine
@@ -85,7 +84,7 @@ class TrainParams:
 
     @property
     def embargo(self) -> timedelta:
-        return timedelta(hours=self.sequence_length if self.embargo_hours is None else self.embargo_hours)
+        return FORECASTER.period * (self.sequence_length if self.embargo_periods is None else self.embargo_periods)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -105,6 +104,7 @@ class TrainResult:
     run_id: str
     training_set_id: str
     gate: dict
+    reused: bool = False  # the same training set and parameters made this version before: nothing trained
 
 
 @dataclass
@@ -273,7 +273,11 @@ def _log_model(model: LSTMForecaster, example_x: np.ndarray, params: TrainParams
             signature=infer_signature(example, model.predict(example)),
             input_example=example,
             registered_model_name=FORECASTER.name,
-            metadata={"sequence_length": params.sequence_length, "features": list(FORECASTER.features)},
+            metadata={
+                "sequence_length": params.sequence_length,
+                "features": list(FORECASTER.features),
+                "interval": FORECASTER.interval,
+            },
             pip_requirements=pip_requirements(),
         )
     return str(info.registered_model_version)
@@ -303,12 +307,34 @@ def train_and_register(
 
     frame = training_set.build(settings)
     ref = training_set.save(settings, frame)
+    made = registry.version_trained_on(settings, ref.training_set_id, params.to_json())
+    if made is not None:  # training is deterministic: the same inputs would register a bit-identical copy
+        log.info(
+            "%s v%s was trained on training set %s with these parameters: reused, nothing trained",
+            FORECASTER.name,
+            made.version,
+            ref.training_set_id,
+        )
+        client = registry.client(settings)
+        aliases = tuple(
+            sorted(a for a, v in client.get_registered_model(FORECASTER.name).aliases.items() if v == made.version)
+        )
+        return TrainResult(
+            FORECASTER.name,
+            str(made.version),
+            aliases,
+            client.get_run(made.run_id).data.metrics,
+            made.run_id,
+            ref.training_set_id,
+            {"promoted": made.tags.get("gate") == "passed", "reason": made.tags.get("gate_reason")},
+            reused=True,
+        )
     result = walk_forward(frame, params)
     newest = result.newest
     gate = promotion.decide(settings, newest.test, alpha=params.alpha, loss_kind=params.gate_loss)
     records = {
         **lineage,
-        TRAIN_PARAMS_TAG: params.to_json(),
+        registry.TRAIN_PARAMS_TAG: params.to_json(),
         "seed": str(params.seed),
         "training_set_id": ref.training_set_id,
         "training_set_path": ref.path,
@@ -326,7 +352,7 @@ def train_and_register(
                 "features": ",".join(FORECASTER.features),
                 "feature_service": FORECASTER.feature_service,
                 "train_start": window.train_start.isoformat(),
-                "train_end": window.validation_end.isoformat(),  # the last hour the registered model was fitted on
+                "train_end": window.validation_end.isoformat(),  # the last period the registered model was fitted on
                 "holdout_start": window.test_start.isoformat(),
                 "holdout_end": window.test_end.isoformat(),
                 **{f"fold{f.window.index}_test_start": f.window.test_start.isoformat() for f in result.folds},
@@ -343,7 +369,7 @@ def train_and_register(
         mlflow.log_figure(plots.forecast_vs_actual(newest.test, instrument), "plots/forecast_vs_actual.png")
         _log_datasets(frame, newest.test, ref)
         test_x = to_sequences(newest.test, params.sequence_length)
-        recent = newest.test.tail(explain_params.lime_instances)  # the newest hour's rows come last
+        recent = newest.test.tail(explain_params.lime_instances)  # the newest period's rows come last
         labels = [f"{r.instrument_id} at {r.event_timestamp:%Y-%m-%d %H:%M}" for r in recent.itertuples()]
         explain.log_explanations(
             newest.model, newest.train_x, test_x, test_x[-len(recent) :], labels, explain_params, params.seed

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sentinance.errors import MissingInputError, SentinanceError, SettingsError
-from sentinance.pipelines.sources import SOURCES
+from sentinance.pipelines.sources import BULK, SOURCES
 from sentinance.settings import Settings, configure, get_settings
 from sentinance.supervisor import prefect_server_command, wait_for_http
 
@@ -189,9 +189,34 @@ def _ingest(args: argparse.Namespace) -> int:
 def _backfill(args: argparse.Namespace) -> int:
     from sentinance.pipelines.flows.ingest import default_end
 
+    if args.source == BULK:
+        return _bulk(args, args.end or default_end().to_pydatetime())
     ends = _chunk_ends(args.start, args.end or default_end().to_pydatetime(), args.chunk_days)
     starts = [args.start, *ends[:-1]]
     return _landed(_land_chunks(args, [(s, e, (e - s) / timedelta(days=1)) for s, e in zip(starts, ends, strict=True)]))
+
+
+def _bulk(args: argparse.Namespace, end: datetime) -> int:
+    """Binance's archives file by file (resumable), with a progress bar over the files."""
+    from sentinance.pipelines.sources.archives import EXCHANGE
+
+    if args.exchange and set(args.exchange) != {EXCHANGE}:
+        raise SettingsError(f"--source {BULK} reads Binance's archives: --exchange can only be {EXCHANGE}")
+    from sentinance.pipelines.flows.bulk import backfill_bulk
+
+    with _quiet_prefect_console():
+        result = backfill_bulk(
+            start=args.start, end=end, symbols=args.symbol, include_trades=not args.no_trades, show_progress=True
+        )
+    print(
+        f"{result.files} archive files: {len(result.landed_files)} landed, {result.already_landed} landed before, "
+        f"{len(result.missing)} not in the archive"
+    )
+    for table in ("candles", "trades"):
+        counts = getattr(result, table)
+        print(f"bronze {table}: {counts['landed']} landed, {counts['quarantined']} quarantined of {counts['received']}")
+    print(f"missing candles: {sum(g['missing'] for g in result.gaps)}")
+    return 0
 
 
 def _features(args: argparse.Namespace) -> int:
@@ -228,6 +253,12 @@ def _monitor(args: argparse.Namespace) -> int:
 
     _require_model(get_settings())
     return _print_result(monitor())
+
+
+def _maintain(args: argparse.Namespace) -> int:
+    from sentinance.pipelines.flows.stages import maintain
+
+    return _print_result(maintain())
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -440,6 +471,7 @@ def _serve_metrics(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    from sentinance import services
     from sentinance.pipelines.flows import deployments
 
     if PREFECT_API_URL.value():
@@ -447,15 +479,18 @@ def _serve(args: argparse.Namespace) -> int:
         deployments.serve(limit=args.limit)
         return 0
     _check_port(args.port)
+    settings = get_settings()
     server = subprocess.Popen(prefect_server_command(args.port), start_new_session=True)
     api = f"http://127.0.0.1:{args.port}/api"
     try:
         wait_for_http(f"{api}/health", SERVER_START_SECONDS, server)
+        services.record_prefect_server(settings, api, server.pid)  # other commands on this state report here
         print(f"Prefect UI on http://127.0.0.1:{args.port}; serving the deployments (Ctrl-C stops both)", flush=True)
         os.environ["PREFECT_API_URL"] = api  # for the flow-run subprocesses
         with temporary_settings({PREFECT_API_URL: api}):
             deployments.serve(limit=args.limit)
     finally:
+        services.forget_prefect_server(settings)
         server.terminate()
         try:
             server.wait(timeout=15)
@@ -492,7 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--days", type=_positive(int), default=90, help="history to keep in the window (default 90)")
     run.add_argument("--full-refresh", action="store_true", help="recompute silver and marts from scratch")
 
-    def source_options(cmd: argparse.ArgumentParser, chunk_days: float) -> None:
+    def source_options(cmd: argparse.ArgumentParser, chunk_days: float, sources: tuple[str, ...] = SOURCES) -> None:
         cmd.add_argument(
             "--chunk-days",
             type=_positive(float),
@@ -501,9 +536,10 @@ def build_parser() -> argparse.ArgumentParser:
         )
         cmd.add_argument(
             "--source",
-            choices=SOURCES,
+            choices=sources,
             default="simulator",
-            help="simulator (default), live exchange APIs (captured), or replay of the captures",
+            help="simulator (default), live exchange APIs (captured), or replay of the captures"
+            + (f"; {BULK}: Binance's public archives (SENTINANCE_BINANCE_ARCHIVE_URL)" if BULK in sources else ""),
         )
         cmd.add_argument(
             "--exchange",
@@ -538,7 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     backfill.add_argument("--start", type=_utc_hour, required=True, help="first hour to land, ISO UTC")
     end_option(backfill)
-    source_options(backfill, 7)
+    source_options(backfill, 7, (*SOURCES, BULK))
 
     features = command("features", _features, "Spark features from bronze into silver, loaded into PostgreSQL")
     features.add_argument("--full-refresh", action="store_true", help="recompute silver from scratch")
@@ -551,6 +587,11 @@ def build_parser() -> argparse.ArgumentParser:
     command("score", _score, "score the latest features with the serving model (champion, else challenger)")
     command("monitor", _monitor, "KS + PSI feature drift against the serving model's training window")
 
+    command(
+        "maintain",
+        _maintain,
+        "compact (OPTIMIZE) and VACUUM every lake table, keeping what registered model versions need to be reproduced",
+    )
     status = command("status", _status, "tables, Delta versions, model aliases, last flow runs and UI commands")
     status.add_argument("--json", action="store_true", help="machine-readable output")
 

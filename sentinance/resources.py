@@ -8,6 +8,7 @@ them in its checkout.
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -60,3 +61,26 @@ def git(*args: str) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
+
+
+def definitions_sha256() -> str:
+    """Hash of what the marts and the feature service are built from — the dbt project's models and
+    macros and the Feast repo's files — from a checkout or an installed wheel alike."""
+    dbt = dbt_project_dir()
+    roots = {
+        "dbt/dbt_project.yml": dbt / "dbt_project.yml",
+        "dbt/models": dbt / "models",
+        "dbt/macros": dbt / "macros",
+        "feature_repo": feature_repo_dir(),
+    }
+    digest = hashlib.sha256()
+    for name, root in roots.items():
+        files = (
+            [root]
+            if root.is_file()
+            else sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+        )
+        for path in files:
+            digest.update((name if path == root else f"{name}/{path.relative_to(root)}").encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()

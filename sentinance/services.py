@@ -6,9 +6,13 @@ pgserver listens on a Unix socket in its data directory only, never on a network
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import socket
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
 from sentinance.errors import SettingsError
@@ -111,3 +115,32 @@ def mlflow_tracking_uri(settings: Settings | None = None) -> str:
 def mlflow_artifact_root(settings: Settings | None = None) -> str:
     settings = settings or get_settings()
     return (settings.mlflow_dir / "artifacts").as_uri()
+
+
+def _prefect_server_record(settings: Settings) -> Path:
+    return settings.prefect_dir / "server.json"
+
+
+def record_prefect_server(settings: Settings, url: str, pid: int) -> None:
+    """Note the Prefect server a long-lived command (``sentinance serve``) runs on this state, so that
+    the other commands report to it instead of each starting a temporary one."""
+    _prefect_server_record(settings).write_text(json.dumps({"url": url, "pid": pid}))
+
+
+def forget_prefect_server(settings: Settings) -> None:
+    _prefect_server_record(settings).unlink(missing_ok=True)
+
+
+def running_prefect_server(settings: Settings) -> str | None:
+    """The API URL of the Prefect server recorded for this state, if its process is alive."""
+    record = _prefect_server_record(settings)
+    if not record.exists():
+        return None
+    server = json.loads(record.read_text())
+    url = urlparse(server.get("url", ""))
+    try:
+        os.kill(int(server["pid"]), 0)
+        socket.create_connection((url.hostname, url.port), timeout=0.5).close()  # a recycled pid answers no API
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return str(server["url"])

@@ -53,6 +53,13 @@ SPARK_MASTER = re.compile(r"^(local(\[(\*|[1-9]\d*)(,\s*[1-9]\d*)?\])?|spark://.
 Series = tuple[str, str, str]  # (exchange, symbol, interval)
 
 
+def interval_seconds(interval: str) -> int:
+    """The length of a candle interval code of :data:`INTERVAL_SECONDS`; SettingsError for any other."""
+    if interval not in INTERVAL_SECONDS:
+        raise SettingsError(f"unknown candle interval {interval!r}: one of {', '.join(INTERVAL_SECONDS)}")
+    return INTERVAL_SECONDS[interval]
+
+
 def _items(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
@@ -131,9 +138,11 @@ class Settings(BaseSettings):
     feast_online_store: Literal["sqlite", "postgres", "redis"] = "sqlite"
     feast_redis: str | None = None
     detectors_config: Path | None = None
+    lake_retention_hours: int = Field(168, ge=0)  # VACUUM keeps what any version this recent reads
     exchanges: Annotated[dict[str, str], NoDecode] = Field(default_factory=lambda: dict(DEFAULT_EXCHANGES))
     assets: Annotated[tuple[str, ...], NoDecode] = DEFAULT_ASSETS
     intervals: Annotated[tuple[str, ...], NoDecode] = DEFAULT_INTERVALS
+    binance_archive_url: str = "https://data.binance.vision"
 
     @classmethod
     def settings_customise_sources(
@@ -162,6 +171,15 @@ class Settings(BaseSettings):
         if url and not re.match(r"^postgres(ql)?://", url):
             raise ValueError("must be a postgresql:// URL, e.g. postgresql://user:password@host:5432/db")
         return url or None
+
+    @field_validator("binance_archive_url")
+    @classmethod
+    def _archive_url(cls, url: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", url):
+            raise ValueError(
+                "must be an http(s):// URL of Binance's public data archive, e.g. https://data.binance.vision"
+            )
+        return url.rstrip("/")
 
     @field_validator("spark_master")
     @classmethod
@@ -364,4 +382,9 @@ def configure(settings: Settings | None = None) -> Settings:
         os.environ.setdefault(key, value)
     settings.home.mkdir(parents=True, exist_ok=True)
     Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+    if "PREFECT_API_URL" not in os.environ:  # a server `sentinance serve` keeps up on this state: report to it
+        from sentinance.services import running_prefect_server
+
+        if url := running_prefect_server(settings):
+            os.environ["PREFECT_API_URL"] = url
     return settings

@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from typing import Protocol
 
@@ -78,7 +79,9 @@ class DeltaIO(Protocol):
 
     def columns(self, path: str) -> list[str]: ...
 
-    def read(self, path: str) -> DataFrame: ...
+    def read(self, path: str, since: tuple[str, datetime] | None = None) -> DataFrame:
+        """The table, or with ``since=(column, start)`` only its rows with ``column >= start``, opening only
+        the files that may hold them: a bounded read costs what the window holds, not the history."""
 
     def materialize(self, frame: DataFrame) -> DataFrame:
         """``frame`` computed now; later plans start from its result."""
@@ -94,6 +97,7 @@ class DeltaIO(Protocol):
         configuration: dict[str, str] | None = None,
         change_column: str | Sequence[str] | None = None,
         delete_missing: bool = False,
+        window: tuple[str, datetime] | None = None,
     ) -> Written:
         """Upsert ``frame`` (cast to ``schema``) on ``keys``, creating the table if missing."""
 
@@ -135,14 +139,15 @@ class DeltaRsIO:
     def columns(self, path: str) -> list[str]:
         return pa.schema(DeltaTable(path).schema().to_arrow()).names
 
-    def read(self, path: str) -> DataFrame:
+    def read(self, path: str, since: tuple[str, datetime] | None = None) -> DataFrame:
         table = DeltaTable(path)
         schema = from_arrow_schema(pa.schema(table.schema().to_arrow()), prefer_timestamp_ntz=False)
-        files = table.file_uris()
+        files = table.file_uris() if since is None else lake.files_since(path, *since)
         if not files:
             return self.spark.createDataFrame([], schema)
         frame = self.spark.read.schema(schema).option("basePath", path).parquet(*files)
-        return frame.select(*schema.fieldNames())  # partition columns back in table order
+        frame = frame.select(*schema.fieldNames())  # partition columns back in table order
+        return frame if since is None else frame.where(F.col(since[0]) >= F.lit(since[1]))
 
     def materialize(self, frame: DataFrame) -> DataFrame:
         return self.spark.createDataFrame(frame.toArrow())
@@ -158,6 +163,7 @@ class DeltaRsIO:
         configuration: dict[str, str] | None = None,
         change_column: str | Sequence[str] | None = None,
         delete_missing: bool = False,
+        window: tuple[str, datetime] | None = None,
     ) -> Written:
         rows = _cast(frame, schema).toArrow().cast(schema)
         merged = lake.merge(
@@ -169,6 +175,7 @@ class DeltaRsIO:
             change_column=change_column,
             configuration=configuration,
             delete_missing=delete_missing,
+            window=window,
         )
         return Written(rows.num_rows, merged.inserted, merged.updated, merged.deleted, merged.version, rows)
 
@@ -211,8 +218,9 @@ class ConnectorIO:
     def columns(self, path: str) -> list[str]:
         return self.read(path).columns
 
-    def read(self, path: str) -> DataFrame:
-        return self.spark.read.format("delta").load(path)
+    def read(self, path: str, since: tuple[str, datetime] | None = None) -> DataFrame:
+        frame = self.spark.read.format("delta").load(path)  # the connector skips files by their statistics
+        return frame if since is None else frame.where(F.col(since[0]) >= F.lit(since[1]))
 
     def materialize(self, frame: DataFrame) -> DataFrame:
         return frame.localCheckpoint(eager=True)
@@ -228,13 +236,15 @@ class ConnectorIO:
         configuration: dict[str, str] | None = None,
         change_column: str | Sequence[str] | None = None,
         delete_missing: bool = False,
+        window: tuple[str, datetime] | None = None,
     ) -> Written:
         rows = self.materialize(_cast(frame, schema))
         count = rows.count()
         if not self.exists(path):
             return self._create(rows, count, path, partition_by, configuration, "CREATE TABLE")
         with _view(rows) as source:
-            metrics = self.spark.sql(merge_statement(path, source, keys, change_column, delete_missing)).first()
+            statement = merge_statement(path, source, keys, change_column, delete_missing, window)
+            metrics = self.spark.sql(statement).first()
         return Written(
             count,
             int(metrics["num_inserted_rows"]),
@@ -281,16 +291,23 @@ def _table(path: str) -> str:
 
 
 def merge_statement(
-    path: str, source: str, keys: Sequence[str], change_column: str | Sequence[str] | None, delete_missing: bool
+    path: str,
+    source: str,
+    keys: Sequence[str],
+    change_column: str | Sequence[str] | None,
+    delete_missing: bool,
+    window: tuple[str, datetime] | None = None,
 ) -> str:
-    """The connector's ``MERGE INTO`` of the view ``source`` into the table at ``path``."""
+    """The connector's ``MERGE INTO`` of the view ``source`` into the table at ``path`` (``window``: see
+    :func:`sentinance.lake.merge`)."""
     changed = [change_column] if isinstance(change_column, str) else list(change_column or ())
     matched = f" AND ({' OR '.join(f't.`{c}` <> s.`{c}`' for c in changed)})" if changed else ""
+    scope = [] if window is None else [f"t.`{window[0]}` >= TIMESTAMP '{window[1].isoformat()}'"]
     return (
         f"MERGE INTO {_table(path)} AS t USING {source} AS s "
-        f"ON {' AND '.join(f't.`{k}` = s.`{k}`' for k in keys)} "
+        f"ON {' AND '.join([*(f't.`{k}` = s.`{k}`' for k in keys), *scope])} "
         f"WHEN MATCHED{matched} THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
-        + (" WHEN NOT MATCHED BY SOURCE THEN DELETE" if delete_missing else "")
+        + (f" WHEN NOT MATCHED BY SOURCE{''.join(f' AND {c}' for c in scope)} THEN DELETE" if delete_missing else "")
     )
 
 

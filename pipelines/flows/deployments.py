@@ -10,6 +10,7 @@ flow (:mod:`sentinance.pipelines.flows.lakehouse`) are deployed as they are. Sch
 - ``train/daily``: 02:30;
 - ``score/hourly``: every hour at :35;
 - ``monitor/daily``: 03:00, drift then the champion-vs-challenger A/B comparison;
+- ``maintain/daily``: 04:00, OPTIMIZE and VACUUM of every lake table (``SENTINANCE_LAKE_RETENTION_HOURS``);
 - ``lakehouse/manual``: by hand, the UI's "Run" or ``prefect deployment run lakehouse/manual``
   (``days=90``, ``full_refresh=False``).
 
@@ -27,7 +28,14 @@ from prefect.types.entrypoint import EntrypointType
 
 from sentinance.pipelines.flows.ingest import ingest
 from sentinance.pipelines.flows.lakehouse import lakehouse
-from sentinance.pipelines.flows.stages import ensure_state_limit, features_and_marts, monitor, score, train
+from sentinance.pipelines.flows.stages import (
+    ensure_state_limit,
+    features_and_marts,
+    maintain,
+    monitor,
+    score,
+    train,
+)
 
 TAGS = ["sentinance"]
 ONE_AT_A_TIME = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
@@ -70,6 +78,7 @@ def deployments() -> list[RunnerDeployment]:
         deploy(train, "daily", "train", schedules=[Cron("30 2 * * *", timezone="UTC")]),
         deploy(score, "hourly", "score", schedules=[Cron("35 * * * *", timezone="UTC")]),
         deploy(monitor, "daily", "monitor", schedules=[Cron("0 3 * * *", timezone="UTC")]),
+        deploy(maintain, "daily", "maintain", schedules=[Cron("0 4 * * *", timezone="UTC")]),
         deploy(lakehouse, "manual", "lakehouse", parameters={"days": 90, "full_refresh": False}),
     ]
 

@@ -6,6 +6,10 @@ tasks of :mod:`sentinance.pipelines.flows.tasks`, holding the state dir's write 
 
 from __future__ import annotations
 
+import resource
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -21,36 +25,57 @@ from sentinance.settings import configure, get_settings
 from sentinance.status import collect_status, model_status, render_summary
 
 
+@contextmanager
+def _timed(timings: dict[str, dict[str, float]], stage: str) -> Iterator[None]:
+    """Record the stage's wall time and the process's peak RSS after it (a high-water mark, MB)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        timings[stage] = {"seconds": round(time.perf_counter() - started, 3), "peak_rss_mb": round(peak, 1)}
+
+
 @flow(name="lakehouse", log_prints=True, **stage_hooks())
 def lakehouse(end: datetime | None = None, days: int = 90, full_refresh: bool = False) -> dict:
     """Run every stage once, incrementally; returns the per-stage results and the status.
 
     ``ingest`` -> ``features`` -> ``marts`` -> drift (once a model exists) -> ``train`` (without a
-    model or on drift) -> ``score`` -> champion-vs-challenger A/B, then a summary artifact.
+    model or on drift) -> ``score`` -> champion-vs-challenger A/B, then a summary artifact. A stage
+    whose inputs did not change since its last run does nothing (:mod:`.tasks`); ``timings`` has each
+    stage's wall time and the process's peak RSS after it.
     """
     settings = configure(get_settings())
     logger = get_run_logger()
     end = end or default_end()
     stages: dict[str, Any] = {}
+    timings: dict[str, dict[str, float]] = {}
     with state_slot():
-        stages["ingest"] = as_plain(ingest(end=end, days=days))  # simulator candles + trades -> GX -> bronze
-        stages.update(features(full_refresh=full_refresh))
-        stages.update(marts(end=end, full_refresh=full_refresh))
-        drift = monitor_drift(settings) if model_status(settings) else None
+        with _timed(timings, "ingest"):
+            stages["ingest"] = as_plain(ingest(end=end, days=days))  # simulator candles + trades -> GX -> bronze
+        with _timed(timings, "features"):
+            stages.update(features(full_refresh=full_refresh))
+        with _timed(timings, "marts"):
+            stages.update(marts(end=end, full_refresh=full_refresh))
+        with _timed(timings, "drift"):
+            drift = monitor_drift(settings) if model_status(settings) else None
         stages["drift"] = as_plain(drift)
         if drift is None or drift.retrain:
-            stages["train"] = train()
+            with _timed(timings, "train"):
+                stages["train"] = train()
         else:
-            logger.info("no drift: the registered model is kept")
-        stages.update(score())
-        stages["ab_testing"] = as_plain(compare_models(settings))
+            logger.info("no drift and no new data to learn from: the registered model is kept")
+        with _timed(timings, "score"):
+            stages.update(score())
+        with _timed(timings, "ab_testing"):
+            stages["ab_testing"] = as_plain(compare_models(settings))
     status = collect_status(settings, current_run=flow_run.get_id())
     summary = render_summary(status)
     create_markdown_artifact(
         key="lakehouse-summary", markdown=f"```\n{summary}\n```", description="Lakehouse run summary"
     )
     logger.info("lakehouse run complete; summary in the 'lakehouse-summary' artifact")
-    return {"stages": stages, "status": status, "summary": summary}
+    return {"stages": stages, "timings": timings, "status": status, "summary": summary}
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from prefect import flow, get_client
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists
 
-from sentinance.catalog import MIRRORED
+from sentinance.catalog import FORECASTER, MIRRORED
 from sentinance.pipelines.flows.hooks import stage_hooks
 from sentinance.pipelines.flows.ingest import default_end
 from sentinance.pipelines.flows.tasks import (
@@ -30,7 +30,9 @@ from sentinance.pipelines.flows.tasks import (
     compare_models,
     detect_anomalies,
     load_warehouse,
+    maintain_lake,
     monitor_drift,
+    refresh_model_performance,
     score_latest,
     serve_features,
     train_model,
@@ -81,9 +83,10 @@ def features(full_refresh: bool = False) -> dict:
 
 @flow(name="marts", log_prints=True, **stage_hooks())
 def marts(end: datetime | None = None, full_refresh: bool = False) -> dict:
-    """dbt build of staging and marts (with tests), then the marts materialized into Feast's online store."""
+    """dbt build of staging and marts (with tests), then the marts materialized into Feast's online store
+    up to ``end`` (default: the start of the current period of the forecaster's interval)."""
     settings = configure(get_settings())
-    end = end or default_end()
+    end = end or default_end(FORECASTER.interval)
     with state_slot():
         return as_plain(
             {
@@ -109,10 +112,17 @@ def train() -> dict:
 
 @flow(name="score", log_prints=True, **stage_hooks())
 def score() -> dict:
-    """Score the latest online features with the serving model and load the predictions into PostgreSQL."""
+    """Score the latest online features with the serving model, load the predictions into PostgreSQL and
+    refresh the model-performance mart, which then holds this run's forecasts too."""
     settings = configure(get_settings())
     with state_slot():
-        return as_plain({"score": score_latest(settings), "load_predictions": load_warehouse(settings, "predictions")})
+        return as_plain(
+            {
+                "score": score_latest(settings),
+                "load_predictions": load_warehouse(settings, "predictions"),
+                "model_performance": refresh_model_performance(settings),
+            }
+        )
 
 
 @flow(name="monitor", log_prints=True, **stage_hooks())
@@ -121,3 +131,11 @@ def monitor() -> dict:
     settings = configure(get_settings())
     with state_slot():
         return as_plain({"drift": monitor_drift(settings), "ab_testing": compare_models(settings)})
+
+
+@flow(name="maintain", log_prints=True)
+def maintain() -> dict:
+    """OPTIMIZE and VACUUM the lake (retention SENTINANCE_LAKE_RETENTION_HOURS); see docs/lineage.md."""
+    settings = configure(get_settings())
+    with state_slot():
+        return {"tables": [as_plain(result) for result in maintain_lake(settings)]}

@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from sentinance import catalog, lake
-from sentinance.catalog import SERIES_KEYS, Table, instrument_id
+from sentinance import catalog, checkpoints, lake
+from sentinance.catalog import OPTIONAL_CANDLE_COLUMNS, SERIES_KEYS, Table
 from sentinance.expectations import candles as candle_contract
 from sentinance.expectations import trades as trade_contract
 from sentinance.expectations.checkpoint import Contract, validate
@@ -47,6 +47,10 @@ class Target:
     contract: Contract
     time: str  # event time, for watermarks and late rows
     series: list[str]  # columns of one series
+    # how far an existing row's event time may lie before a new record of the same key: the merge opens
+    # only the files from there on (0 when the time is part of the key)
+    slack: pd.Timedelta = pd.Timedelta(0)
+    optional: tuple[str, ...] = ()  # market fields only some sources send: hashed only when present
 
     @property
     def name(self) -> str:
@@ -66,8 +70,23 @@ class Target:
         return list(self.contract.columns)
 
 
-CANDLES = Target(catalog.CANDLES, catalog.QUARANTINE_CANDLES, candle_contract.CANDLES, "open_time", SERIES_KEYS)
-TRADES = Target(catalog.TRADES, catalog.QUARANTINE_TRADES, trade_contract.TRADES, "trade_time", ["exchange", "symbol"])
+CANDLES = Target(
+    catalog.CANDLES,
+    catalog.QUARANTINE_CANDLES,
+    candle_contract.CANDLES,
+    "open_time",
+    SERIES_KEYS,
+    optional=tuple(OPTIONAL_CANDLE_COLUMNS),
+)
+TRADES = Target(
+    catalog.TRADES,
+    catalog.QUARANTINE_TRADES,
+    trade_contract.TRADES,
+    "trade_time",
+    ["exchange", "symbol"],
+    # a trade keeps its time; a day covers an exchange that corrects a print's timestamp
+    slack=pd.Timedelta(days=1),
+)
 
 
 @dataclass(frozen=True)
@@ -82,7 +101,7 @@ class LandingResult:
     duplicates_dropped: int
     bronze_version: int | None
     late: int = 0  # valid rows at or before their series' watermark (backfilled, replayed or corrected)
-    series: dict[str, dict[str, int]] = field(default_factory=dict)  # instrument_id -> landed / quarantined
+    series: dict[str, dict[str, int]] = field(default_factory=dict)  # series key -> landed / quarantined
 
     @property
     def landed(self) -> int:
@@ -107,22 +126,30 @@ def _json_values(values: pd.Series) -> pd.Series:
 
 
 def payload_hashes(records: pd.DataFrame, target: Target = CANDLES) -> pd.Series:
-    """sha256 of each record's market fields as canonical JSON: ``json.dumps`` of the typed values, sorted keys."""
+    """sha256 of each record's market fields as canonical JSON: ``json.dumps`` of the typed values, sorted keys.
+
+    An optional field (``Target.optional``) is left out where it is null, so the hash of a record from a
+    source that does not publish it is what it was before the field existed.
+    """
     typed = target.contract.coerce(records)
-    fields = [
-        (("{" if i == 0 else ", ") + json.dumps(c) + ": " + _json_values(typed[c])).to_numpy()
-        for i, c in enumerate(sorted(target.market))
-    ]
+    fields = []
+    for i, c in enumerate(sorted(target.market)):
+        piece = ("{" if i == 0 else ", ") + json.dumps(c) + ": " + _json_values(typed[c])
+        if c in target.optional:
+            piece = piece.where(typed[c].notna(), "")
+        fields.append(piece.to_numpy())
     hashes = [hashlib.sha256(("".join(row) + "}").encode()).hexdigest() for row in zip(*fields, strict=True)]
     return pd.Series(hashes, index=records.index, dtype=object)
 
 
-def _per_series(frame: pd.DataFrame) -> pd.Series:
+def _per_series(frame: pd.DataFrame, target: Target) -> pd.Series:
+    """Rows per series, keyed ``exchange:symbol`` (trades) or ``exchange:symbol:interval`` (candles)."""
     if frame.empty:
         return pd.Series(dtype="int64")
+    columns = [frame[c] for c in target.series]
     ids = [
-        instrument_id(e, s) if isinstance(e, str) and isinstance(s, str) else "unidentified"
-        for e, s in zip(frame["exchange"], frame["symbol"], strict=True)
+        ":".join(values) if all(isinstance(v, str) for v in values) else "unidentified"
+        for values in zip(*columns, strict=True)
     ]
     return pd.Series(1, index=ids).groupby(level=0).sum()
 
@@ -135,11 +162,35 @@ def _late(valid: pd.DataFrame, marks: pd.Series, target: Target) -> int:
 
 
 def latest(settings: Settings, target: Target) -> pd.Series:
-    """Latest event time per series in a bronze table (empty without a table)."""
+    """Latest event time per series in a bronze table (empty without a table).
+
+    Kept beside the table for the version it describes (``checkpoints/latest-<table>.json``), so a
+    run reads it instead of the table's whole history; any other version is read anew.
+    """
     path = target.table.path(settings)
-    if not lake.exists(path):
+    version = lake.version(path)
+    if version is None:
         return pd.Series(dtype="datetime64[us, UTC]")
-    return lake.read(path, columns=[*target.series, target.time]).groupby(target.series)[target.time].max()
+    cached = checkpoints.recorded(settings, f"latest-{target.name}")
+    if cached is not None and cached["version"] == version:
+        marks = pd.DataFrame(cached["marks"], columns=[*target.series, target.time])
+    else:
+        marks = lake.read(path, columns=[*target.series, target.time]).groupby(target.series, as_index=False).max()
+        _remember_latest(settings, target, version, marks)
+    marks[target.time] = pd.to_datetime(marks[target.time], utc=True)
+    return marks.set_index(target.series)[target.time]
+
+
+def _remember_latest(settings: Settings, target: Target, version: int | None, marks: pd.DataFrame) -> None:
+    rows = marks.assign(**{target.time: marks[target.time].astype(str)}).to_numpy().tolist()
+    checkpoints.record(settings, f"latest-{target.name}", {"version": version, "marks": rows})
+
+
+def _advance_latest(settings: Settings, target: Target, before: pd.Series, valid: pd.DataFrame, version: int) -> None:
+    """After a merge: the marks of ``before`` raised by the rows just landed, for the new version."""
+    landed = valid.groupby(target.series)[target.time].max()
+    marks = pd.concat([before, landed]).groupby(level=list(range(len(target.series)))).max()
+    _remember_latest(settings, target, version, marks.rename(target.time).reset_index())
 
 
 def land(
@@ -158,15 +209,24 @@ def land(
 
     checked = validate(settings, target.contract, batch)
     valid = checked.valid.sort_values(target.keys, ignore_index=True)[target.schema.names]
-    late = _late(valid, latest(settings, target), target)
+    marks = latest(settings, target)
+    late = _late(valid, marks, target)
     inserted = updated = 0
     version = lake.version(target.table.path(settings))
     if not valid.empty:
-        merged = lake.upsert(settings, target.table, valid, change_column="payload_hash")
+        merged = lake.upsert(
+            settings,
+            target.table,
+            valid,
+            change_column="payload_hash",
+            window=(target.time, valid[target.time].min() - target.slack),
+        )
+        if merged.version != version and version is not None and merged.version == version + 1:
+            _advance_latest(settings, target, marks, valid, merged.version)  # else: read anew when asked
         inserted, updated, version = merged.inserted, merged.updated, merged.version
     if len(checked.quarantined):
         lake.log(settings, target.quarantine, checked.quarantined)
-    landed, quarantined = _per_series(valid), _per_series(checked.quarantined)
+    landed, quarantined = _per_series(valid, target), _per_series(checked.quarantined, target)
     result = LandingResult(
         received=received,
         inserted=inserted,

@@ -89,6 +89,16 @@ def load(settings: Settings, name: str) -> LoadResult:
     return load_table(settings, table.path(settings), name, table.keys, table.schema)
 
 
+def loaded_versions(settings: Settings) -> dict[str, int]:
+    """The Delta version each warehouse table was last loaded from (empty before the first load)."""
+    with services.connect(settings) as conn:
+        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [f"{SCHEMA}.{STATE_TABLE}"]).fetchone()[0]
+        if not exists:
+            return {}
+        query = sql.SQL("SELECT table_name, loaded_version FROM {}").format(sql.Identifier(SCHEMA, STATE_TABLE))
+        return dict(conn.execute(query).fetchall())
+
+
 def load_table(settings: Settings, delta_path: str, table: str, keys: Sequence[str], schema: pa.Schema) -> LoadResult:
     """Bring ``lake.<table>`` up to the current version of the Delta table at ``delta_path``.
 

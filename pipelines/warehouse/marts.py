@@ -35,6 +35,7 @@ class DbtBuildResult:
     success: bool
     counts: dict[str, int]  # nodes per status: success, pass, warn, skipped, ...
     failed: list[str] = field(default_factory=list)  # "<node> (<status>): <message>"
+    skipped: bool = False  # nothing dbt reads had changed since the last build: dbt did not run
 
 
 class MartsBuildError(SentinanceError):

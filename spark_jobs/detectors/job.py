@@ -21,6 +21,7 @@ import argparse
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import reduce
 
 import pandas as pd
@@ -28,13 +29,12 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from sentinance.catalog import ANOMALIES, ANOMALY_KEYS, CANDLES, TRADES
+from sentinance.catalog import ANOMALIES, ANOMALY_INTERVAL, ANOMALY_KEYS, CANDLES, TRADES
 from sentinance.errors import MissingInputError
 from sentinance.settings import Settings, configure, get_settings
 from sentinance.spark_jobs.delta_io import DeltaIO, delta_io
 from sentinance.spark_jobs.detectors.pump_and_dump import detect_pumps
 from sentinance.spark_jobs.detectors.thresholds import (
-    INTERVAL,
     DetectorThresholds,
     PumpAndDumpThresholds,
     WashTradingThresholds,
@@ -55,31 +55,59 @@ class DetectorRunResult:
     updated: int
     deleted: int
     gold_version: int | None
+    skipped: bool = False  # bronze had not changed since the last run: no Spark job ran
 
 
 def run_detectors(
-    spark: SparkSession, settings: Settings, thresholds: DetectorThresholds | None = None
+    spark: SparkSession,
+    settings: Settings,
+    thresholds: DetectorThresholds | None = None,
+    changed_since: datetime | None = None,
 ) -> DetectorRunResult:
-    """Detect over bronze and synchronise ``gold/anomalies`` with the result."""
+    """Detect over bronze and synchronise ``gold/anomalies`` with the result.
+
+    With ``changed_since`` (the earliest candle or trade that changed since the last run) only the
+    anomalies that data may change are recomputed: those starting after ``horizon`` before it, read
+    from the candles and trades their trailing baselines need (:func:`recompute_from`).
+    """
     thresholds = thresholds or load_thresholds(settings.detectors_config)
     candles_path, trades_path = CANDLES.path(settings), TRADES.path(settings)
     io = delta_io(spark, settings)
     if not io.exists(candles_path):
         raise MissingInputError(f"no bronze candles table at {candles_path}: run `sentinance ingest` first")
-    found = [pump_anomalies(io.read(candles_path), thresholds.pump_and_dump)]
+    cut = None if changed_since is None else recompute_from(changed_since, thresholds)
+    since = None if cut is None else cut - _look_back(thresholds)
+    found = [pump_anomalies(io.read(candles_path, since and ("open_time", since)), thresholds.pump_and_dump)]
     if io.exists(trades_path):
-        found.append(wash_anomalies(io.read(trades_path), thresholds.wash_trading))
+        found.append(wash_anomalies(io.read(trades_path, since and ("trade_time", since)), thresholds.wash_trading))
     else:
         log.info("no bronze trades table at %s: wash-trading detection skipped", trades_path)
-    result = _synchronise(io, ANOMALIES.path(settings), reduce(DataFrame.unionByName, found))
-    log.info("manipulation detectors: %s", result)
+    anomalies = reduce(DataFrame.unionByName, found)
+    if cut is not None:
+        anomalies = anomalies.where(F.col("start_time") >= F.lit(cut))
+    result = _synchronise(io, ANOMALIES.path(settings), anomalies, cut)
+    log.info("manipulation detectors%s: %s", "" if cut is None else f" from {cut}", result)
     return result
 
 
+def recompute_from(changed_since: datetime, thresholds: DetectorThresholds) -> datetime:
+    """The earliest start of an anomaly that data changed from ``changed_since`` on can change: a pump is
+    judged on the hours after its peak (the reversal), and flagged hours close together form one episode."""
+    pump = thresholds.pump_and_dump
+    return changed_since - timedelta(hours=pump.reversal_hours + 1 + 4 * pump.max_run_up_hours)
+
+
+def _look_back(thresholds: DetectorThresholds) -> timedelta:
+    """The history an hour's statistics read: the trailing baseline and the longest run-up before it."""
+    pump, wash = thresholds.pump_and_dump, thresholds.wash_trading
+    return timedelta(hours=max(pump.baseline_hours + pump.max_run_up_hours, wash.baseline_hours) + 1)
+
+
 def pump_anomalies(candles: DataFrame, thresholds: PumpAndDumpThresholds) -> DataFrame:
-    """Pump-and-dump anomalies of bronze-shaped hourly candles, per asset."""
+    """Pump-and-dump anomalies of bronze-shaped candles, per asset: the hourly ones only (its
+    windows count hours; ANOMALY_INTERVAL), whichever other intervals bronze holds."""
     return (
-        candles.where(F.col("close").isNotNull() & (F.col("interval") == INTERVAL))
+        candles.where(F.col("close").isNotNull() & (F.col("interval") == ANOMALY_INTERVAL))
         .select(
             "exchange", "symbol", "open_time", "close", "volume", F.substring_index("symbol", "/", 1).alias("asset")
         )
@@ -134,9 +162,9 @@ def _per_group(detect: Callable[[pd.DataFrame, object], pd.DataFrame], threshold
     return apply
 
 
-def _synchronise(io: DeltaIO, path: str, anomalies: DataFrame) -> DetectorRunResult:
-    """Make the gold table hold exactly ``anomalies``: one merge that inserts, updates the
-    changed evidence and deletes the anomalies no longer found."""
+def _synchronise(io: DeltaIO, path: str, anomalies: DataFrame, cut: datetime | None) -> DetectorRunResult:
+    """Make the gold table hold exactly ``anomalies`` (from ``cut`` on, if given): one merge that inserts,
+    updates the changed evidence and deletes the anomalies no longer found."""
     written = io.merge(
         anomalies.orderBy(*ANOMALY_KEYS),
         path,
@@ -145,8 +173,9 @@ def _synchronise(io: DeltaIO, path: str, anomalies: DataFrame) -> DetectorRunRes
         change_column="evidence",
         configuration=ANOMALIES.configuration,
         delete_missing=True,
+        window=None if cut is None else ("start_time", cut),
     )
-    counts = {detector: count for (detector,), count in written.counts(["detector"]).items()}
+    counts = {row["detector"]: row["count"] for row in io.read(path).groupBy("detector").count().collect()}
     return DetectorRunResult(counts, written.inserted, written.updated, written.deleted, written.version)
 
 

@@ -4,7 +4,7 @@
   interval)`` in ``open_time`` order, with the feature set of :mod:`.series_features`
   (applied per series through ``applyInPandas``: exact recursions, one definition per
   indicator in :mod:`.indicators`) and ``basis_bps``, the candle's deviation from its
-  hour's consolidated price;
+  period's consolidated price (the same interval's candles of every exchange);
 - ``cross_exchange_features``: one row per ``(asset, interval, open_time)``, see
   :mod:`.cross_exchange`.
 
@@ -15,11 +15,11 @@ and the gap policy: ``docs/features.md``.
 Incremental runs (the default) take per series the silver watermark (last ``open_time``)
 and the recursions' state in that row (:data:`.series_features.STATE_COLUMNS`); bronze rows
 after the watermark are new. Only the tail is recomputed: the new rows plus the
-``LOOKBACK`` rows before them, the recursions resumed from the state, and the hours the
+``LOOKBACK`` rows before them, the recursions resumed from the state, and the periods the
 new rows touch in the cross-exchange table. Written are the new rows, the cross-exchange
-rows of their hours, and the other exchanges' silver rows of those hours with their
+rows of their periods, and the other exchanges' silver rows of those periods with their
 ``basis_bps`` updated (there are such rows when an exchange lagged behind and caught up: the
-consolidated price of those hours moved). That equals a full refresh. Bronze rows
+consolidated price of those periods moved). That equals a full refresh. Bronze rows
 that arrive behind the watermark or change after being processed are picked up by
 ``full_refresh=True`` (recompute and upsert everything), which also replaces a silver table
 written with an older schema.
@@ -36,7 +36,7 @@ from __future__ import annotations
 import argparse
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import reduce
 
 import numpy as np
@@ -55,7 +55,7 @@ from sentinance.catalog import (
     SERIES_KEYS,
 )
 from sentinance.errors import MissingInputError
-from sentinance.settings import Settings, configure, get_settings
+from sentinance.settings import INTERVAL_SECONDS, Settings, configure, get_settings
 from sentinance.spark_jobs.delta_io import delta_io
 from sentinance.spark_jobs.features.cross_exchange import cross_exchange_features, with_basis
 from sentinance.spark_jobs.features.series import LOOKBACK, STATE_COLUMNS, SeriesState, series_features
@@ -82,10 +82,20 @@ class FeatureRunResult:
     cross_exchange_rows: int
     cross_exchange_version: int | None
     full_refresh: bool
+    skipped: bool = False  # bronze had not changed since the last run: no Spark job ran
 
 
-def compute_candle_features(spark: SparkSession, settings: Settings, *, full_refresh: bool = False) -> FeatureRunResult:
-    """Compute the features of new bronze candles (all with ``full_refresh``) into silver."""
+def compute_candle_features(
+    spark: SparkSession, settings: Settings, *, full_refresh: bool = False, changed_since: datetime | None = None
+) -> FeatureRunResult:
+    """Compute the features of new bronze candles (all with ``full_refresh``) into silver.
+
+    ``changed_since``, the earliest open time among the bronze candles changed since the last run
+    (from bronze's change data feed), bounds what is read to the window its new rows need: their
+    series' last ``LOOKBACK`` silver rows and the candles after them. Without it, or when a series
+    with new rows has fewer silver rows in that window than its look-back needs (a long gap, a young
+    series), every row is read, as before.
+    """
     io = delta_io(spark, settings)
     bronze_path, silver_path, cross_path = (
         t.path(settings) for t in (CANDLES, CANDLE_FEATURES, CROSS_EXCHANGE_FEATURES)
@@ -98,17 +108,24 @@ def compute_candle_features(spark: SparkSession, settings: Settings, *, full_ref
     incremental = not full_refresh and not outdated and io.exists(silver_path)
     run_time = F.lit(datetime.now(UTC))
 
-    candles = valid_candles(io.read(bronze_path))
+    since = _bound(settings, changed_since) if incremental and changed_since is not None else None
+    candles = valid_candles(io.read(bronze_path, since))
     if incremental:
-        silver = io.read(silver_path)
-        marked = _mark_new(candles, io.materialize(_silver_state(silver)))
+        silver = io.read(silver_path, since)
+        state = io.materialize(_silver_state(silver))
+        marked = _mark_new(candles, state)
         new_keys = io.materialize(marked.where("is_new").select(*CANDLE_KEYS, "asset"))
+        if since is not None and _short(new_keys, state, io.read(silver_path)):
+            log.info("silver features: a series with new candles has older silver rows than the window: reading all")
+            candles, silver = valid_candles(io.read(bronze_path)), io.read(silver_path)
+            marked = _mark_new(candles, io.materialize(_silver_state(silver)))
+            new_keys = io.materialize(marked.where("is_new").select(*CANDLE_KEYS, "asset"))
         if new_keys.isEmpty():
             log.info("silver features: no bronze candles after the watermarks, nothing to do")
             return FeatureRunResult(0, 0, io.version(silver_path), 0, io.version(cross_path), False)
-        hours = new_keys.select(*CROSS_EXCHANGE_KEYS).distinct()
+        periods = new_keys.select(*CROSS_EXCHANGE_KEYS).distinct()
         tail = _tail(marked, new_keys.select(*SERIES_KEYS).distinct())
-        scope = candles.join(hours, CROSS_EXCHANGE_KEYS, "left_semi")
+        scope = candles.join(periods, CROSS_EXCHANGE_KEYS, "left_semi")
     else:
         tail, scope = candles.withColumn("is_new", F.lit(True)), candles
     cross = io.merge(
@@ -117,11 +134,12 @@ def compute_candle_features(spark: SparkSession, settings: Settings, *, full_ref
         CROSS_EXCHANGE_KEYS,
         schema=CROSS_EXCHANGE_FEATURES.schema,
         configuration=CROSS_EXCHANGE_FEATURES.configuration,
+        window=since,  # every row written is at or after the first change, hence after the bound
     )
 
     features = per_series_features(with_basis(tail, cross.frame))
-    if incremental:  # other exchanges' rows of the new rows' hours: their consolidated price moved
-        rebased = silver.join(hours, CROSS_EXCHANGE_KEYS, "left_semi").join(new_keys, CANDLE_KEYS, "left_anti")
+    if incremental:  # other exchanges' rows of the new rows' periods: their consolidated price moved
+        rebased = silver.join(periods, CROSS_EXCHANGE_KEYS, "left_semi").join(new_keys, CANDLE_KEYS, "left_anti")
         features = features.unionByName(with_basis(rebased.drop("basis_bps", "computed_at"), cross.frame))
     rows = features.withColumn("computed_at", run_time)
     options = dict(
@@ -130,7 +148,9 @@ def compute_candle_features(spark: SparkSession, settings: Settings, *, full_ref
         configuration=CANDLE_FEATURES.configuration,
     )
     silver_written = (
-        io.replace(rows, silver_path, **options) if outdated else io.merge(rows, silver_path, CANDLE_KEYS, **options)
+        io.replace(rows, silver_path, **options)
+        if outdated
+        else io.merge(rows, silver_path, CANDLE_KEYS, window=since, **options)
     )
     result = FeatureRunResult(
         rows_written=silver_written.rows,
@@ -174,20 +194,39 @@ def _silver_state(silver: DataFrame) -> DataFrame:
     tail_start = F.array_min(F.max_by("open_time", "open_time", LOOKBACK))
     return (
         silver.groupBy(*SERIES_KEYS)
-        .agg(last.alias("last"), tail_start.alias("tail_start"))
+        .agg(last.alias("last"), tail_start.alias("tail_start"), F.count("*").alias("rows"))
         .select(
             *SERIES_KEYS,
             F.col("last.open_time").alias("watermark"),
             "tail_start",
+            "rows",
             *(F.col(f"last.{name}").alias(f"state_{name}") for name in STATE_COLUMNS),
         )
     )
 
 
+def _bound(settings: Settings, changed_since: datetime) -> tuple[str, datetime]:
+    """The bounded read's start: twice the look-back of the longest interval before the first change."""
+    longest = max(INTERVAL_SECONDS[interval] for interval in settings.universe.intervals)
+    return "open_time", changed_since - timedelta(seconds=2 * (LOOKBACK + 1) * longest)
+
+
+def _short(new_keys: DataFrame, state: DataFrame, silver: DataFrame) -> bool:
+    """Whether a series with new candles lacks look-back in the bounded window while the whole silver
+    table has older rows of it (a long gap before its new candles)."""
+    series = new_keys.select(*SERIES_KEYS).distinct()
+    covered = state.where(F.col("rows") >= LOOKBACK).select(*SERIES_KEYS)
+    uncertain = series.join(covered, SERIES_KEYS, "left_anti").join(state, SERIES_KEYS, "left")
+    if uncertain.isEmpty():  # the steady state: every series with new candles has its look-back in the window
+        return False
+    earlier = silver.join(uncertain.select(*SERIES_KEYS, "tail_start"), SERIES_KEYS)
+    return not earlier.where(F.col("tail_start").isNull() | (F.col("open_time") < F.col("tail_start"))).isEmpty()
+
+
 def _mark_new(candles: DataFrame, state: DataFrame) -> DataFrame:
     """``candles`` with ``is_new`` (after the series' watermark) and the series' ``state_*`` columns."""
     return (
-        candles.join(state, SERIES_KEYS, "left")
+        candles.join(state.drop("rows"), SERIES_KEYS, "left")
         .withColumn("is_new", F.col("watermark").isNull() | (F.col("open_time") > F.col("watermark")))
         .drop("watermark")
     )

@@ -18,9 +18,9 @@ from sentinance.pipelines.flows.stages import STATE_LIMIT
 from sentinance.settings import Settings
 
 
-def _pg_scalar(settings: Settings, sql: str):
+def _pg_scalar(settings: Settings, sql: str, *params):
     with services.connect(settings) as conn:
-        return conn.execute(sql).fetchone()[0]
+        return conn.execute(sql, params or None).fetchone()[0]
 
 
 def _duplicate_keys(settings: Settings, layer: str, name: str, keys: list[str]) -> int:
@@ -97,25 +97,47 @@ def test_first_run_lands_every_layer(first_run: dict, settings: Settings, lakeho
         assert needle in summary
 
 
+def _table_versions(settings: Settings) -> dict[str, int | None]:
+    return {table.id: lake.version(table.path(settings)) for table in catalog.TABLES}
+
+
+def _model_versions(settings: Settings) -> int:
+    from sentinance.ml import registry
+
+    return len(registry.client(settings).search_model_versions(f"name = '{FORECASTER.name}'"))
+
+
 @pytest.mark.e2e
-def test_rerun_is_idempotent_and_incremental(first_run: dict, settings: Settings, lakehouse_window) -> None:
+def test_the_same_window_again_is_a_no_op(first_run: dict, settings: Settings, lakehouse_window, spark) -> None:
+    """Counted, not timed: no Spark job, no Delta commit, no model version, no warehouse row."""
     end, days = lakehouse_window
-    bronze_before = lake.row_count(catalog.CANDLES.path(settings))
+    tables, models = _table_versions(settings), _model_versions(settings)
+    jobs = len(spark.sparkContext.statusTracker().getJobIdsForGroup())
 
     again = lakehouse(end=end, days=days)["stages"]
-    assert set(again["drift"]["psi"]) >= {"log_return", "rsi_14"}
-    assert ("train" in again) == again["drift"]["retrain"]
-    assert again["ingest"]["candles"]["inserted"] == 0 and again["ingest"]["candles"]["updated"] == 0
-    assert again["silver"]["rows_written"] == 0
-    assert again["load"]["candle_features"]["mode"] == "noop"
-    assert lake.row_count(catalog.CANDLES.path(settings)) == bronze_before
 
+    assert _table_versions(settings) == tables and _model_versions(settings) == models
+    assert len(spark.sparkContext.statusTracker().getJobIdsForGroup()) == jobs
+    assert again["ingest"]["candles"]["inserted"] == again["ingest"]["candles"]["updated"] == 0
+    assert again["silver"]["skipped"] and again["anomalies"]["skipped"] and again["marts"]["skipped"]
+    assert {load["mode"] for load in again["load"].values()} == {"noop"}
+    assert again["features"]["skipped"] and again["score"]["skipped"] and again["model_performance"]["skipped"]
+    assert list(again["drift"]["reasons"]) == ["no new data since the last check"] and not again["drift"]["retrain"]
+    assert "train" not in again
+
+
+@pytest.mark.e2e
+def test_six_more_hours_flow_through_as_those_rows(first_run: dict, settings: Settings, lakehouse_window) -> None:
+    end, days = lakehouse_window
+    bronze_before = lake.row_count(catalog.CANDLES.path(settings))
     later = lakehouse(end=end + timedelta(hours=6), days=days)["stages"]
     new_rows = later["ingest"]["candles"]["inserted"]
     assert 0 < new_rows <= 9 * 6
     assert later["silver"]["rows_written"] == new_rows
     assert later["load"]["candle_features"]["mode"] == "incremental"
     assert later["load"]["candle_features"]["rows"] == new_rows
+    assert later["load"]["candles"]["mode"] == "incremental"  # bronze has a change data feed too
+    assert later["load"]["candles"]["rows"] == new_rows
 
     bronze_rows = lake.row_count(catalog.CANDLES.path(settings))
     assert bronze_rows == bronze_before + new_rows
@@ -123,6 +145,11 @@ def test_rerun_is_idempotent_and_incremental(first_run: dict, settings: Settings
     assert _duplicate_keys(settings, "silver", "candle_features", ["exchange", "symbol", "interval", "open_time"]) == 0
     assert _pg_scalar(settings, "SELECT count(*) FROM lake.candle_features") == bronze_rows
     assert _pg_scalar(settings, "SELECT count(*) FROM marts.fct_training_features") == bronze_rows
+    scored = later["score"]["model_version"]
+    predicted = _pg_scalar(
+        settings, "SELECT count(*) FROM marts.fct_model_performance WHERE target_time > %s", end + timedelta(hours=5)
+    )
+    assert later["model_performance"]["success"] and predicted >= 9, scored  # this run's own forecasts
 
 
 @pytest.mark.e2e

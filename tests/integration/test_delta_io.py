@@ -4,6 +4,8 @@ test where its jars are given."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
@@ -72,6 +74,9 @@ def test_replace_overwrites_rows_and_schema(spark, tmp_path) -> None:
     [
         merge_statement("/lake/silver/t`x", "src", ["exchange", "key"], ["value", "note"], delete_missing=True),
         merge_statement("/lake/silver/t", "src", ["key"], None, delete_missing=False),
+        merge_statement(
+            "/lake/silver/t", "src", ["key"], "value", True, ("start_time", datetime(2026, 1, 1, tzinfo=UTC))
+        ),
         create_statement("CREATE TABLE", "/lake/silver/t", "src", ["exchange"], CDF),
         create_statement("CREATE OR REPLACE TABLE", "/lake/silver/t", "src", [], None),
     ],

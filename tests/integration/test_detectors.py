@@ -13,7 +13,7 @@ import pytest
 from sentinance import catalog, lake, services
 from sentinance.pipelines.sources.simulator import simulate_candles, simulate_labels, simulate_trades
 from sentinance.pipelines.warehouse import loader as warehouse
-from sentinance.settings import get_settings
+from sentinance.settings import Settings, get_settings
 from sentinance.spark_jobs.detectors.detection import rolling_robust_z
 from sentinance.spark_jobs.detectors.job import hourly_trade_statistics, run_detectors
 from sentinance.spark_jobs.detectors.pump_and_dump import detect_pumps
@@ -257,3 +257,38 @@ def test_the_spark_job_finds_the_simulated_episodes_and_keeps_gold_in_sync(spark
     assert (loaded.mode, loaded.deleted) == ("incremental", 1)
     with services.connect(fresh_settings) as conn:
         assert conn.execute("SELECT detector FROM lake.anomalies").fetchall() == [("pump_and_dump",)]
+
+
+def test_an_increment_recomputes_only_what_new_data_can_change(spark, tmp_path):
+    """Detecting from the earliest changed candle or trade gives the gold table a full run gives."""
+    incremental, full = (Settings(home=tmp_path / name / "state") for name in ("incremental", "full"))
+    lineage = dict(
+        source="simulator", ingested_at=pd.Timestamp("2024-01-01", tz="UTC"), flow_run_id=None, payload_hash="h"
+    )
+
+    def land(settings: Settings, start: str, end: str) -> None:
+        window = (pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC"))
+        lake.upsert(settings, catalog.CANDLES, simulate_candles(*window, seed=7, assets=("ETH",)).assign(**lineage))
+        lake.upsert(settings, catalog.TRADES, simulate_trades(*window, seed=7, assets=("ETH",)).assign(**lineage))
+
+    for settings in (incremental, full):
+        land(settings, "2024-01-01", "2024-01-09")
+    run_detectors(spark, incremental)
+    versions = {t.id: lake.version(t.path(incremental)) for t in (catalog.CANDLES, catalog.TRADES)}
+    for settings in (incremental, full):
+        land(settings, "2024-01-09", "2024-01-12")
+    changed = [
+        lake.first_change(catalog.table(table_id).path(incremental), version, column)
+        for (table_id, version), column in zip(versions.items(), ("open_time", "trade_time"), strict=True)
+    ]
+    since = min(changed)
+    assert since == pd.Timestamp("2024-01-09", tz="UTC")
+
+    increment = run_detectors(spark, incremental, changed_since=since)
+    everything = run_detectors(spark, full)
+
+    gold = [
+        lake.read(catalog.ANOMALIES.path(s)).sort_values("anomaly_id", ignore_index=True) for s in (incremental, full)
+    ]
+    pd.testing.assert_frame_equal(*gold)
+    assert increment.anomalies == everything.anomalies and len(gold[0]) >= 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from sentinance import lake, services
+from sentinance import catalog, lake, services
 from sentinance.settings import Settings
 
 
@@ -34,3 +34,36 @@ def test_merge_is_idempotent_and_updates_changed_rows(fresh_settings: Settings) 
     changed = lake.merge(path, pd.DataFrame({"k": [2, 3], "v": [9.0, 3.0], "h": ["c", "d"]}), ["k"], change_column="h")
     assert (changed.inserted, changed.updated) == (1, 1)
     assert lake.read(path).set_index("k")["v"].to_dict() == {1: 1.0, 2: 9.0, 3: 3.0}
+
+
+def test_maintenance_compacts_vacuums_and_keeps_the_versions_asked_for(fresh_settings: Settings) -> None:
+    table = catalog.PREDICTIONS
+    path = table.path(fresh_settings)
+    rows = pd.DataFrame(
+        {
+            "instrument_id": "binance:BTC/USDT",
+            "feature_time": pd.date_range("2026-01-01", periods=4, freq="h", tz="UTC"),
+            "predicted_log_return": 0.01,
+            "predicted_close": 1.0,
+            "model_name": "m",
+            "model_version": "1",
+            "model_alias": "challenger",
+            "scored_at": pd.Timestamp("2026-01-02", tz="UTC"),
+        }
+    )
+    rows["target_time"] = rows["feature_time"] + pd.Timedelta(hours=1)
+    for i in range(4):  # four small files, then a version that rewrites one of them
+        lake.upsert(fresh_settings, table, rows.iloc[[i]])
+    kept = lake.version(path)
+    lake.upsert(
+        fresh_settings, table, rows.iloc[[0]].assign(predicted_log_return=0.02), change_column="predicted_log_return"
+    )
+
+    result = lake.maintain(fresh_settings, table, retention_hours=0, keep_versions=[kept])
+
+    assert result.files_compacted >= 4 and result.files_removed >= 1
+    assert len(lake.read(path)) == 4 and lake.read(path)["predicted_log_return"].max() == 0.02
+    assert len(lake.read(path, version=kept)) == 4  # a kept version still time-travels
+    lake.maintain(fresh_settings, table, retention_hours=0)
+    with pytest.raises(FileNotFoundError):  # its files are gone
+        lake.read(path, version=kept)

@@ -85,10 +85,10 @@ def test_train_logs_walk_forward_metrics_lineage_explanations_and_registers(ml_s
         "definitions_sha256",
         "seed",
         "delta_version.silver.candle_features",
-        train.TRAIN_PARAMS_TAG,
+        registry.TRAIN_PARAMS_TAG,
     ):
         assert key in tags and run.data.tags[key] == tags[key]
-    assert train.TrainParams.from_json(tags[train.TRAIN_PARAMS_TAG]) == train.TrainParams(
+    assert train.TrainParams.from_json(tags[registry.TRAIN_PARAMS_TAG]) == train.TrainParams(
         **{**vars(PARAMS), "seed": settings.seed}
     )
     assert run.data.params["train_start"] < run.data.params["train_end"] < run.data.params["holdout_start"]
@@ -113,7 +113,7 @@ def test_train_logs_walk_forward_metrics_lineage_explanations_and_registers(ml_s
     assert len(explained["shap"]["by_lag"]) == SEQUENCE_LENGTH and len(explained["lime"]) == EXPLAIN.lime_instances
     info = mlflow.models.get_model_info(f"models:/{FORECASTER.name}/{first.version}")
     assert info.signature.inputs.inputs[0].shape == (-1, SEQUENCE_LENGTH, 4)
-    assert info.metadata["sequence_length"] == SEQUENCE_LENGTH
+    assert (info.metadata["sequence_length"], info.metadata["interval"]) == (SEQUENCE_LENGTH, FORECASTER.interval)
     # served with a virtualenv (or uv, conda) env manager, the model installs PyTorch's CPU build, not CUDA's
     requirements = Path(mlflow.pyfunc.get_model_dependencies(f"models:/{FORECASTER.name}/{first.version}"))
     lines = requirements.read_text().splitlines()
@@ -134,8 +134,8 @@ def test_gate_compares_with_persistence_and_the_champion_on_the_same_rows(ml_set
     assert first.gate["promoted"]  # the LSTM beats persistence by far on this mart
 
     vs_champion = second.gate["vs_champion"]
-    assert second.gate["champion_version"] == first.version and vs_champion["hours"] > 0
-    assert vs_champion["hours"] == second.gate["vs_persistence"]["hours"]  # v1 never saw v2's holdout
+    assert second.gate["champion_version"] == first.version and vs_champion["periods"] > 0
+    assert vs_champion["periods"] == second.gate["vs_persistence"]["periods"]  # v1 never saw v2's holdout
     assert second.gate["promoted"] == bool(second.gate["vs_persistence"]["a_better"] and vs_champion["a_better"])
     assert (registry.CHAMPION in second.aliases) == second.gate["promoted"]
     client = registry.client(settings)
@@ -149,9 +149,20 @@ def test_gate_compares_with_persistence_and_the_champion_on_the_same_rows(ml_set
     assert str(champion.version) == (second.version if second.gate["promoted"] else first.version)
 
 
-def test_reproduce_retrains_a_version_from_its_records(ml_settings, trained) -> None:
+def test_reproduce_retrains_a_version_from_its_records_after_maintenance(ml_settings, trained) -> None:
+    """Even after every table was compacted and VACUUMed with no retention: maintenance keeps the
+    training-set versions registered versions record."""
     settings, _ = ml_settings
     first, _ = trained
+    stored = training_set.load(
+        training_set.TrainingSetRef(
+            first.training_set_id, training_set.table_path(settings), lake.version(training_set.table_path(settings)), 0
+        )
+    )
+    training_set.save(settings, stored.head(40))  # a later version whose compaction rewrites the table's files
+    kept = registry.recorded_training_set_versions(settings)
+    for table in catalog.TABLES:
+        lake.maintain(settings, table, 0, kept if table is catalog.TRAINING_SETS else ())
     result = reproduce.reproduce(settings, first.version)
     assert result.reproduced and result.max_relative_error <= reproduce.TOLERANCE
     assert result.training_set_id == first.training_set_id and result.compared > 50
@@ -184,7 +195,7 @@ def test_score_latest_serves_the_champion_and_shadows_the_challenger(ml_settings
     assert len(predictions) == 6 and set(predictions["model_version"]) == {first.version, second.version}
     for _, row in predictions.iterrows():
         assert row["feature_time"] == latest[row["instrument_id"]]
-        assert row["target_time"] == row["feature_time"] + timedelta(hours=1)
+        assert row["target_time"] == row["feature_time"] + FORECASTER.period
         assert row["predicted_close"] > 0 and abs(row["predicted_log_return"]) < 0.1
     again = score.score_latest(settings)  # rescoring the same hour with the same versions writes nothing
     assert again.delta_version == result.delta_version
@@ -214,8 +225,8 @@ def test_ab_test_pairs_the_versions_on_the_same_targets(ml_settings, champion_an
         score.predictions_path(settings), backlog, keys=catalog.PREDICTION_KEYS, schema=catalog.PREDICTIONS.schema
     )
 
-    result = ab_testing.compare_champion_challenger(settings, min_hours=30)
-    assert result.status == ab_testing.COMPARED and result.hours == 40 and result.pairs == 120
+    result = ab_testing.compare_champion_challenger(settings, min_periods=30)
+    assert result.status == ab_testing.COMPARED and result.periods == 40 and result.pairs == 120
     assert (result.champion_version, result.challenger_version) == (first.version, second.version)
     pairs = ab_testing.paired_forecasts(settings, first.version, second.version)
     expected = evaluation.compare(
@@ -232,7 +243,7 @@ def test_ab_test_pairs_the_versions_on_the_same_targets(ml_settings, champion_an
         .loc[list(zip(pairs["instrument_id"], pairs["feature_time"], strict=True)), "next_log_return"]
         .to_numpy()
     ).all()
-    assert ab_testing.compare_champion_challenger(settings, min_hours=41).status == ab_testing.INSUFFICIENT
+    assert ab_testing.compare_champion_challenger(settings, min_periods=41).status == ab_testing.INSUFFICIENT
     client = registry.client(settings)
     assert client.get_run(result.run_id).data.tags["status"] == ab_testing.COMPARED
     assert (

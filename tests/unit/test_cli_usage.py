@@ -23,6 +23,7 @@ COMMANDS = [
     ["train"],
     ["score"],
     ["monitor"],
+    ["maintain"],
     ["status"],
     ["serve"],
     ["env"],
@@ -70,6 +71,14 @@ def test_usage_mistakes_exit_2_with_one_line(argv: list[str], needle: str, capsy
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
     assert err.splitlines()[-1].startswith("sentinance")
+
+
+def test_bulk_backfill_reads_only_binance(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["backfill", "--source", "bulk", "--start", "2024-01-01", "--end", "2024-02-01", "--exchange", "kraken"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "sentinance backfill: error: --source bulk reads Binance's archives: --exchange can only be binance"
+    )
 
 
 def test_ui_on_a_busy_port_exits_1_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,15 +9,17 @@
 }}
 
 {#- The features, label, interval and sequence length are the model contract of sentinance's
-    catalog (sentinance_var('model')). Lags are taken over a gap-free grid of the interval, so
-    row offset i is exactly i intervals and a missing candle gives null. Incremental runs read
-    each instrument's new periods plus the sequence_length - 1 periods of context their lags
-    need, and rewrite from the instrument's latest loaded period on (its label is known once
-    the next period is). -#}
+    catalog (sentinance_var('model')). A candle's period is its open time counted in intervals,
+    and lag i is the value exactly i periods earlier (a window frame of that one period), so a
+    missing candle gives null, never the candle before it. Each window is one pass over the
+    instrument's candles in period order: the cost grows with the rows, not their square.
+    Incremental runs read each instrument's new periods plus the sequence_length periods of
+    context their lags need, and rewrite from the instrument's latest loaded period on (its
+    label is known once the next period is). -#}
 {%- set model = sentinance_var('model') -%}
 {%- set features = model['features'] -%}
 {%- set sequence_length = model['sequence_length'] | int -%}
-{%- set step = "interval '" ~ model['interval_seconds'] ~ " seconds'" -%}
+{%- set interval_seconds = model['interval_seconds'] | int -%}
 
 with
 
@@ -38,6 +40,7 @@ candles as (
     select
         candles.*,  -- every silver feature, so the contract may name any of them
         candles.close / nullif(candles.sma_20, 0) - 1 as sma_ratio,
+        (extract(epoch from candles.event_timestamp) / {{ interval_seconds }})::bigint as period,
         {% if is_incremental() -%}
         loaded.loaded_until
         {%- else -%}
@@ -53,49 +56,43 @@ candles as (
     {% if is_incremental() %}
     and (
         loaded.loaded_until is null
-        or candles.event_timestamp > loaded.loaded_until - {{ sequence_length }} * {{ step }}
+        or candles.event_timestamp
+        >= loaded.loaded_until - interval '{{ sequence_length * interval_seconds }} seconds'
     )
     {% endif %}
-
-),
-
-grid as (
-
-    select
-        instrument_id,
-        generate_series(min(event_timestamp), max(event_timestamp), {{ step }}) as event_timestamp
-    from candles
-    group by instrument_id
 
 ),
 
 sequenced as (
 
     select
-        grid.instrument_id,
-        grid.event_timestamp,
-        candles.exchange,
-        candles.symbol,
-        candles.asset,
-        candles.close,
+        instrument_id,
+        exchange,
+        symbol,
+        asset,
+        event_timestamp,
+        close,
         {% for feature in features -%}
-        candles.{{ feature }},
+        {{ feature }},
         {% endfor -%}
         {% for feature in features -%}
-        {% for i in range(sequence_length) -%}
-        lag(candles.{{ feature }}, {{ i }}) over periods as {{ feature }}_lag_{{ i }},
+        {{ feature }} as {{ feature }}_lag_0,
+        {% for i in range(1, sequence_length) -%}
+        first_value({{ feature }}) over lag_{{ i }} as {{ feature }}_lag_{{ i }},
         {% endfor -%}
         {% endfor -%}
-        lead(candles.log_return) over periods as {{ model['label'] }},
-        candles.is_warmup,
-        candles.loaded_until
+        first_value(log_return) over next_period as {{ model['label'] }},
+        is_warmup,
+        loaded_until
 
-    from grid
-    left join candles
-        on
-            grid.instrument_id = candles.instrument_id
-            and grid.event_timestamp = candles.event_timestamp
-    window periods as (partition by grid.instrument_id order by grid.event_timestamp)
+    from candles
+    window
+        {%- for i in range(1, sequence_length) %}
+        lag_{{ i }} as (
+            partition by instrument_id order by period range between {{ i }} preceding and {{ i }} preceding
+        ),
+        {%- endfor %}
+        next_period as (partition by instrument_id order by period range between 1 following and 1 following)
 
 ),
 
@@ -125,9 +122,7 @@ final as (
         {%- endfor %} as is_complete
 
     from sequenced
-    where
-        exchange is not null  -- an hour with a candle, not a gap in the grid
-        and (loaded_until is null or event_timestamp >= loaded_until)
+    where loaded_until is null or event_timestamp >= loaded_until
 
 )
 
