@@ -88,7 +88,7 @@ def test_dbt_build_writes_target_and_logs_into_the_state_dir(tool_env: dict[str,
 def test_feast_plan_then_materialize_incremental(tool_env: dict[str, str], settings: Settings) -> None:
     out = _tool(tool_env, "feast", "plan")
     assert "No changes to infrastructure" in out
-    # the registry diff lists only what Feast itself reports for every materialized view (feast-dev/feast#5573)
+    # the registry diff lists only what Feast itself reports for every materialized view (FeatureView.__eq__)
     assert not any(line.startswith(("Created", "Deleted")) for line in out.splitlines()), out
     store = feature_store.feature_store(settings)
     end = store.get_feature_view(FORECASTER.feature_view).most_recent_end_time + timedelta(hours=1)

@@ -73,7 +73,7 @@ def test_apply_is_feast_apply_so_the_clis_plan_is_clean(ml_settings, tmp_path: P
     """apply() records what `feast apply` records, the online tables included: `feast plan` (the CLI, from
     the exports of `sentinance env`) has nothing to change afterwards. On the PostgreSQL online store's
     own registry, before anything is materialized into it: once a view is materialized, Feast reports it
-    "updated" in every plan (its materialization intervals and its source's apply time; feast-dev/feast#5573)."""
+    "updated" in every plan (its materialization intervals and its source's apply time; FeatureView.__eq__)."""
     settings, _ = ml_settings
     in_postgres = settings.model_copy(update={"feast_online_store": "postgres"})
     feature_store.apply(in_postgres)
