@@ -8,6 +8,7 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -88,3 +89,20 @@ def test_alerts_and_dashboard_watch_the_declared_metrics_with_the_drift_threshol
     assert declared - {metrics.NEWEST_CANDLE.name} <= alerted | shown  # (freshness is derived from it)
     drift = next(r for r in rules if r["alert"] == "SentinanceDrift")
     assert float(drift["expr"].rsplit(">", 1)[1]) == PSI_DRIFT_THRESHOLD
+
+
+def test_an_ingest_run_counts_rows_per_instrument_over_its_intervals(fresh_settings: Settings) -> None:
+    """Landing counts per series (``exchange:symbol:interval`` for candles) become one sample per instrument."""
+    from sentinance.pipelines.flows.ingest import IngestResult, record_metrics
+    from sentinance.pipelines.landing.bronze import LandingResult
+
+    per_series = {"kraken:SOL/USD:1h": {"landed": 24, "quarantined": 2}, "kraken:SOL/USD:4h": {"landed": 6}}
+    candles = LandingResult(32, 30, 0, 0, 2, 0, 1, series=per_series)
+    trades = LandingResult(5, 5, 0, 0, 0, 0, 1, series={"kraken:SOL/USD": {"landed": 5}})
+    result = IngestResult("simulator", ["1h", "4h"], pd.Timestamp(NEWEST), candles=candles, trades=trades)
+    record_metrics(fresh_settings, result, [("kraken", "SOL/USD", "1h"), ("kraken", "SOL/USD", "4h")])
+    scraped = _scrape(fresh_settings, datetime(2026, 1, 20, tzinfo=UTC))
+    sol = (("instrument", "kraken:SOL/USD"),)
+    assert scraped[metrics.LANDED.name] == {(*sol, ("table", "candles")): 30.0, (*sol, ("table", "trades")): 5.0}
+    assert scraped[metrics.QUARANTINED.name] == {(*sol, ("table", "candles")): 2.0, (*sol, ("table", "trades")): 0.0}
+    assert set(scraped[metrics.OPEN_GAPS.name].values()) == {0.0}  # both checked series, no gap found
