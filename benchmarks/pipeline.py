@@ -72,8 +72,10 @@ def run(home: str, assets: str, end: datetime, days: int, prefect_api: str | Non
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"the run of {home} failed:\n{done.stderr[-3000:]}")
-    line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))
-    return {**json.loads(line.removeprefix("RESULT ")), "wall": wall}
+    found = [line.split("RESULT ", 1)[1] for line in done.stdout.splitlines() if "RESULT " in line]
+    if not found:
+        raise SystemExit(f"the run of {home} printed no result:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return {**json.loads(found[-1]), "wall": wall}
 
 
 def report(lake: str, scenario: str, measured: dict) -> None:

@@ -2,8 +2,10 @@
 through the bronze checkpoint, then the `features-and-marts` flow runs silver, the warehouse, dbt and
 Feast on them.
 
-Until the ingest flow plans every interval of the universe, the candles are landed with
-``bronze.land`` directly, as the flow lands them.
+The candles are landed with ``bronze.land_candles`` directly, as the ingest flow lands them, without
+simulating the trades the flow would also land (two weeks of ten assets' trades cost minutes and
+add nothing here); the flow's own planning of every interval is tested in
+tests/integration/test_ingest_flow.py.
 """
 
 from __future__ import annotations
