@@ -9,7 +9,7 @@ DEPS_STAMP := $(VENV)/.deps-$(LOCK_HASH)
 PKG_STAMP := $(VENV)/.pkg-$(shell echo "$(CURDIR)" | sha256sum | cut -c1-16)-$(LOCK_HASH)
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: install run test lint serve docs browser servers lock clean-state
+.PHONY: install run test lint serve docs browser servers prometheus lock clean-state
 
 $(DEPS_STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ install: $(PKG_STAMP)
 run: install
 	$(VENV)/bin/sentinance run
 
-test: install browser servers lint
+test: install browser servers prometheus lint
 	$(PY) -m pytest
 
 # ruff (lint and format) on the Python and the notebooks, sqlfluff on the dbt project: the whole tree, clean
@@ -57,6 +57,13 @@ servers:
 	  && command -v docker-compose >/dev/null || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    postgresql redis-server docker-compose >/dev/null; }
+
+# Debian's Prometheus and promtool for the monitoring tests (tests/integration/test_monitoring.py); needs root.
+# The tests start their own server on a free loopback port, whatever Debian does with its service.
+prometheus:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    prometheus >/dev/null; }
 
 # Re-resolve the pinned set after changing dependencies in pyproject.toml (needs uv).
 lock:

@@ -9,6 +9,11 @@ registry, online store and PostgreSQL location as ``${SENTINANCE_*}`` variables;
 filled from the settings (:func:`feast_environment`) without touching the process environment,
 and ``features.py`` is imported with the settings' values set only while it runs.
 
+One :class:`~feast.FeatureStore` per settings is built and reused by the process
+(:func:`feature_store`): building one re-reads the YAML and the registry, which cost an online read
+of one instrument ~100 ms. :func:`apply` is ``feast apply`` itself (the CLI's plan-and-apply), so
+the registry, its record of the online store's tables and a ``feast plan`` afterwards agree.
+
 The online store is chosen by ``SENTINANCE_FEAST_ONLINE_STORE``: ``sqlite`` (default, a file in
 the state dir), ``postgres`` (the warehouse, schema ``feast_online``) or ``redis`` (at
 ``SENTINANCE_FEAST_REDIS``, ``host:port[,db=0,...]``); each has its own YAML next to
@@ -24,14 +29,19 @@ import logging
 import re
 from collections.abc import Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+import numpy as np
 import pandas as pd
 import yaml
 from feast import Entity, FeatureService, FeatureStore, FeatureView, Project, RepoConfig
+from feast.constants import FEAST_FS_YAML_FILE_PATH_ENV_NAME
 from feast.data_source import DataSource
-from feast.repo_operations import get_repo_files
+from feast.feature_view import DUMMY_ENTITY
+from feast.repo_contents import RepoContents
+from feast.repo_operations import apply_total_with_repo_instance, get_repo_files
 
 from sentinance import services
 from sentinance.catalog import FORECASTER, MODELS, ModelContract
@@ -65,14 +75,18 @@ def registry_location(settings: Settings) -> tuple[str, str]:
 
 
 def feast_environment(settings: Settings) -> dict[str, str]:
-    """The variables the repo's YAML and ``features.py`` read, for this state."""
+    """The variables the repo's YAML and ``features.py`` read for this state, and where the ``feast`` CLI
+    finds the repo (its ``--chdir``) and the YAML of the configured online store (its ``-f``)."""
     registry_type, registry = registry_location(settings)
+    repo = feature_repo_dir()
     return {
         **settings.environment(),
         "SENTINANCE_FEAST_DIR": str(settings.feast_dir),
         "SENTINANCE_FEAST_REGISTRY_TYPE": registry_type,
         "SENTINANCE_FEAST_REGISTRY": registry,
         **services.pg_params(settings).env(),
+        "FEATURE_REPO_DIR_ENV_VAR": str(repo),
+        FEAST_FS_YAML_FILE_PATH_ENV_NAME: str(repo / ONLINE_STORES[settings.feast_online_store]),
     }
 
 
@@ -95,8 +109,14 @@ def query(settings: Settings, sql: str, params: Sequence[Any] | None = None) -> 
 
 
 def feature_store(settings: Settings | None = None) -> FeatureStore:
-    """A FeatureStore on the Feast repo, its state in ``settings.feast_dir``, with the configured online store."""
-    settings = settings or get_settings()
+    """The FeatureStore on the Feast repo for these settings (state in ``settings.feast_dir``, the configured
+    online store), built once per process and reused; it re-reads the registry after its cache TTL (60 s)."""
+    return _feature_store((settings or get_settings()).model_dump_json())
+
+
+@lru_cache(maxsize=16)
+def _feature_store(settings_json: str) -> FeatureStore:
+    settings = Settings.model_validate_json(settings_json)  # the given values, not the environment's
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
     config = repo_config(settings)
     if config.registry.registry_type == "sql":  # Feast creates its tables, not their schema
@@ -121,12 +141,32 @@ def _repo_objects(settings: Settings) -> list[Any]:
     return objects
 
 
+def _repo_contents(objects: list[Any]) -> RepoContents:
+    """The objects as `feast apply` hands them to the store (with Feast's placeholder entity, as it adds it)."""
+
+    def of(kind: type) -> list[Any]:
+        return [o for o in objects if isinstance(o, kind)]
+
+    return RepoContents(
+        projects=of(Project),
+        data_sources=of(DataSource),
+        feature_views=of(FeatureView),
+        on_demand_feature_views=[],
+        stream_feature_views=[],
+        label_views=[],
+        entities=[*of(Entity), DUMMY_ENTITY],
+        feature_services=of(FeatureService),
+        permissions=[],
+    )
+
+
 def apply(settings: Settings | None = None) -> dict:
-    """`feast apply` in-process: register the repo's objects and create the online tables."""
+    """``feast apply`` in-process: sync the registry with the repo (objects removed from ``features.py`` are
+    deleted), create the online tables and record them in the registry, as the CLI does."""
     settings = settings or get_settings()
     store = feature_store(settings)
     objects = _repo_objects(settings)
-    store.apply(objects)
+    apply_total_with_repo_instance(store, store.project, store.registry, _repo_contents(objects), False)
     names = sorted(f"{type(o).__name__}:{o.name}" for o in objects)
     log.info("feast apply: %s", ", ".join(names))
     return {"project": store.project, "objects": names, "sequence_length": settings.sequence_length}
@@ -186,22 +226,42 @@ def online_features(
 ) -> pd.DataFrame:
     """The latest materialized feature row per instrument, with its ``event_timestamp``.
 
-    Instruments missing from the online store (from any of the service's views) come back with NaT;
-    with a service over several views, ``event_timestamp`` is the oldest of the views' rows: a
-    forecast is as old as the oldest input it used.
+    Instruments missing from the online store (from any of the service's views) come back with null
+    features and NaT; with a service over several views, ``event_timestamp`` is the oldest of the
+    views' rows: a forecast is as old as the oldest input it used. The read is Feast's alone: the
+    feature service comes from the process's copy (:func:`_feature_service`), and the answer becomes
+    one float block rather than a column per feature (pandas took ten times Feast's read).
     """
-    store = feature_store(settings)
-    response = store.get_online_features(
-        features=store.get_feature_service(contract.feature_service),
+    settings = settings or get_settings()
+    response = feature_store(settings).get_online_features(
+        features=_feature_service(settings.model_dump_json(), contract.feature_service),
         entity_rows=[{contract.entity_key: i} for i in instrument_ids],
     )
-    frame = response.to_df(include_event_timestamps=True)
-    per_view = pd.concat(
+    values = response.to_dict(include_event_timestamps=True)
+    views = [c.served_columns(settings.sequence_length) for c in _views_of(contract)]
+    names = [column for columns in views for column in columns]  # the service's columns, in the contracts' order
+    frame = pd.DataFrame(
+        np.array([values[c] for c in names], dtype=np.float64).T.reshape(-1, len(names)), columns=names
+    )
+    frame.insert(0, contract.entity_key, values[contract.entity_key])
+    per_view = np.array(
         [
-            frame[[f"{f.name}{_ONLINE_TS_SUFFIX}" for f in store.get_feature_view(view).features]].max(axis=1)
-            for view in contract.feature_views
-        ],
-        axis=1,
-    ).where(lambda seconds: seconds > 0)
-    frame[contract.timestamp] = pd.to_datetime(per_view.min(axis=1, skipna=False), unit="s", utc=True)
-    return frame.drop(columns=[c for c in frame.columns if c.endswith(_ONLINE_TS_SUFFIX)])
+            np.array([values[f"{c}{_ONLINE_TS_SUFFIX}"] for c in columns], dtype=np.float64).max(axis=0, initial=0)
+            for columns in views
+        ]
+    ).reshape(len(views), -1)
+    seconds = np.where((per_view > 0).all(axis=0), per_view.min(axis=0, initial=np.inf), np.nan)
+    frame[contract.timestamp] = pd.to_datetime(seconds, unit="s", utc=True)
+    return frame
+
+
+def _views_of(contract: ModelContract) -> list[ModelContract]:
+    """The contracts whose feature views the contract's service joins, an extended contract's first."""
+    return [*(_views_of(contract.extends) if contract.extends else []), contract]
+
+
+@lru_cache(maxsize=16)
+def _feature_service(settings_json: str, name: str) -> FeatureService:
+    """A feature service as the registry holds it, once per process: its definition changes only with the
+    code and the settings (a registry lookup rebuilds it from protobuf, ~10 ms with Feast's type checks)."""
+    return _feature_store(settings_json).get_feature_service(name, allow_cache=True)

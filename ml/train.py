@@ -60,6 +60,19 @@ from sentinance.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 SEED_MEAN, SEED_STD = "_seed_mean", "_seed_std"
+# the model runs on CPU: its requirements name PyTorch's CPU build and the index that has it, so that
+# `mlflow models serve --env-manager virtualenv` (or uv, conda) never resolves PyPI's CUDA wheel (GBs)
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def pip_requirements() -> list[str]:
+    """The registered model's requirements.txt: torch pinned to this version's CPU build, mlflow, numpy."""
+    return [
+        f"--extra-index-url {TORCH_CPU_INDEX}",
+        f"torch=={torch.__version__.split('+')[0]}+cpu",
+        f"mlflow=={mlflow.__version__}",
+        "numpy",
+    ]
 
 
 @dataclass(frozen=True)
@@ -382,7 +395,7 @@ def _log_model(model: LSTMForecaster, example_x: np.ndarray, params: TrainParams
                 "label": contract.label,
                 "interval": contract.interval,
             },
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}", "numpy"],
+            pip_requirements=pip_requirements(),
         )
     return str(info.registered_model_version)
 

@@ -1,4 +1,5 @@
-"""The `sentinance` command: run the lakehouse or one of its stages, show status, serve deployments, open UIs.
+"""The `sentinance` command: run the lakehouse or one of its stages, show status, serve deployments, features,
+forecasts and metrics, keep the services the tools' own CLIs need, print their environment, open UIs.
 
 Exit codes: 0 success; 1 a stage failed or its inputs are missing (one line on stderr, --debug
 for the traceback); 2 a usage mistake (bad command, option, value or setting); 130 interrupted.
@@ -11,10 +12,10 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ from pathlib import Path
 from sentinance.errors import MissingInputError, SentinanceError, SettingsError
 from sentinance.pipelines.sources import BULK, SOURCES
 from sentinance.settings import Settings, configure, get_settings
+from sentinance.supervisor import prefect_server_command, wait_for_http
 
 BIN = Path(sys.executable).parent
 SERVER_START_SECONDS = 90
@@ -293,12 +295,6 @@ def _check_port(port: int) -> None:
             raise SentinanceError(f"port {port} on 127.0.0.1 is in use: pass another --port") from None
 
 
-def prefect_server_command(port: int) -> list[str]:
-    """`prefect server start` on loopback for this state (PREFECT_HOME), with the UI calling the API on ``port``."""
-    os.environ["PREFECT_SERVER_API_PORT"] = str(port)
-    return [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-
-
 def _exec(command: list[str]) -> int:
     print("$ " + " ".join(command), flush=True)
     os.execv(command[0], command)
@@ -344,41 +340,147 @@ def _ui_dbt_docs(args: argparse.Namespace) -> int:
     return 0
 
 
+def jupyter_command(port: int, root: Path, options: list[str], as_root: bool) -> list[str]:
+    """`jupyter lab` on loopback in ``root``, then the user's ``options``; as root (the usual case in a
+    container) with ``--allow-root``, without which Jupyter refuses to start."""
+    options = options[1:] if options[:1] == ["--"] else options
+    return [
+        str(BIN / "jupyter"),
+        "lab",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-browser",
+        f"--ServerApp.root_dir={root}",
+        *(["--allow-root"] if as_root else []),
+        *options,
+    ]
+
+
 def _ui_jupyter(args: argparse.Namespace) -> int:
     from sentinance.resources import source_checkout
 
     _check_port(args.port)
     checkout = source_checkout()
     root = checkout / "notebooks" if checkout else Path.cwd()  # an installed wheel has no notebooks: the cwd
+    return _exec(jupyter_command(args.port, root, args.options, os.geteuid() == 0))
+
+
+# --- the tools' own CLIs on this state, and serving -----------------------------------------------
+
+
+def _env(args: argparse.Namespace) -> int:
+    from sentinance.supervisor import environment
+
+    settings = get_settings()
+    values = environment(settings)
+    print(f'# the tools\' environment for {settings.home}: eval "$(sentinance env)"')
+    for key, value in sorted(values.items()):
+        print(f"export {key}={shlex.quote(value)}")
+    return 0
+
+
+def _print_services(state: dict | None, home: Path) -> None:
+    if state is None:
+        print(f"services of {home}: not running")
+        return
+    print(f"services of {home}: running (pid {state['pid']}, since {state['started_at']})")
+    for name in ("postgres", "prefect", "metrics"):
+        print(f"  {name:<9} {state[name] or '-'}")
+    print(f"  {'log':<9} {state['log']}")
+
+
+def _services(args: argparse.Namespace) -> int:
+    from sentinance import supervisor
+
+    settings = get_settings()
+    if args.action == "up":
+        for port in (args.prefect_port, args.metrics_port):
+            if port and not supervisor.running(settings):
+                _check_port(port)
+        state = supervisor.up(settings, args.prefect_port, args.metrics_port)
+        _print_services(state, settings.home)
+        print('then, for plain dbt, feast, mlflow, prefect and jupyter on this state: eval "$(sentinance env)"')
+    elif args.action == "down":
+        state = supervisor.down(settings)
+        print(f"services of {settings.home}: " + ("stopped" if state else "not running"))
+    elif args.json:
+        print(json.dumps(supervisor.running(settings), indent=2))
+    else:
+        _print_services(supervisor.running(settings), settings.home)
+    return 0
+
+
+def _serve_features(args: argparse.Namespace) -> int:
+    from feast.errors import FeatureViewNotFoundException
+
+    from sentinance.catalog import FORECASTER
+    from sentinance.ml import feature_store
+
+    settings = get_settings()
+    _check_port(args.port)
+    store = feature_store.feature_store(settings)
+    try:
+        store.get_feature_view(FORECASTER.feature_view)
+    except FeatureViewNotFoundException:
+        raise MissingInputError(
+            f"no feature view {FORECASTER.feature_view} in the Feast registry of {settings.home} yet: "
+            "run `sentinance marts` first"
+        ) from None
+    print(
+        f"Feast feature server on http://127.0.0.1:{args.port} ({settings.feast_online_store} online store; "
+        f"POST /get-online-features with feature_service {FORECASTER.feature_service!r})",
+        flush=True,
+    )
+    store.serve(
+        host="127.0.0.1", port=args.port, workers=args.workers, max_requests=args.max_requests, no_access_log=True
+    )
+    return 0
+
+
+def _serve_model(args: argparse.Namespace) -> int:
+    from sentinance import services
+    from sentinance.catalog import FORECASTER
+    from sentinance.ml import registry
+
+    settings = get_settings()
+    _require_model(settings)
+    _check_port(args.port)
+    version, alias = registry.serving_version(settings)  # champion, else challenger (as scoring serves)
+    tracking = services.mlflow_tracking_uri(settings)
+    os.environ.update({"MLFLOW_TRACKING_URI": tracking, "MLFLOW_REGISTRY_URI": tracking})
+    os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"  # mlflow starts `uvicorn` from PATH
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # a tiny LSTM: more intra-op threads only spin (as in training)
+    print(f"MLflow model server for {FORECASTER.name} v{version.version} (@{alias}): POST /invocations", flush=True)
     return _exec(
         [
-            str(BIN / "jupyter"),
-            "lab",
-            "--ip",
+            str(BIN / "mlflow"),
+            "models",
+            "serve",
+            "--model-uri",
+            f"models:/{FORECASTER.name}@{alias}",
+            "--env-manager",
+            "local",
+            "--host",
             "127.0.0.1",
             "--port",
             str(args.port),
-            "--no-browser",
-            f"--ServerApp.root_dir={root}",
+            "--workers",
+            str(args.workers),
         ]
     )
 
 
-def wait_for_http(url: str, seconds: float, process: subprocess.Popen | None = None) -> None:
-    """Poll ``url`` until it answers 200, the process exits, or ``seconds`` pass (then raise)."""
-    import httpx
+def _serve_metrics(args: argparse.Namespace) -> int:
+    from sentinance import metrics
 
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise SentinanceError(f"the server for {url} exited with code {process.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise SentinanceError(f"{url} did not answer within {seconds:.0f}s")
+    settings = get_settings()
+    _check_port(args.port)
+    _, thread = metrics.serve(settings, args.port)
+    print(f"pipeline metrics of {settings.home} on http://127.0.0.1:{args.port}/metrics (Ctrl-C stops)", flush=True)
+    thread.join()  # serves until Ctrl-C
+    return 0
 
 
 def _serve_deployments(args: argparse.Namespace) -> int:
@@ -539,6 +641,63 @@ def build_parser() -> argparse.ArgumentParser:
         "instead of running the flows from this process",
     )
 
+    command(
+        "env",
+        _env,
+        "print the shell exports that make plain dbt, feast, mlflow, prefect and jupyter work on this state "
+        '(eval "$(sentinance env)"; the embedded PostgreSQL needs `sentinance services up`)',
+    )
+
+    services = command(
+        "services",
+        _services,
+        "keep the embedded PostgreSQL, a Prefect server and the metrics exporter running on this state until `down`",
+    )
+    services.add_argument("action", choices=("up", "down", "status"), help="start (detached), stop, or show them")
+    services.add_argument(
+        "--prefect-port", type=_port, default=4200, help="Prefect server's port with `up` (default 4200)"
+    )
+    services.add_argument(
+        "--no-prefect", dest="prefect_port", action="store_const", const=None, help="no Prefect server"
+    )
+    services.add_argument(
+        "--metrics-port", type=_port, default=9464, help="pipeline metrics exporter's port with `up` (default 9464)"
+    )
+    services.add_argument("--json", action="store_true", help="`status` as JSON (null: not running)")
+
+    def server_options(cmd: argparse.ArgumentParser, port: int, workers: bool = True) -> None:
+        cmd.add_argument("--port", type=_port, default=port, help=f"port on 127.0.0.1 (default {port})")
+        if workers:
+            cmd.add_argument("--workers", type=_positive(int), default=1, help="server processes (default 1)")
+
+    serve_features = command(
+        "serve-features",
+        _serve_features,
+        "Feast's feature server on the repo and the online store (POST /get-online-features), until Ctrl-C",
+    )
+    server_options(serve_features, 6566)
+    serve_features.add_argument(
+        "--max-requests",
+        type=int,
+        default=1000,
+        help="requests a worker serves before it is replaced (Feast's default 1000; 0: never)",
+    )
+    server_options(
+        command(
+            "serve-model",
+            _serve_model,
+            "MLflow's model server for the champion (else the challenger) (POST /invocations), until Ctrl-C",
+        ),
+        5001,
+    )
+    server_options(
+        command(
+            "serve-metrics", _serve_metrics, "the pipeline metrics in Prometheus' format on /metrics, until Ctrl-C"
+        ),
+        9464,
+        workers=False,
+    )
+
     ui = sub.add_parser(
         "ui",
         help="serve one UI on this state, on 127.0.0.1, until Ctrl-C",
@@ -554,6 +713,8 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = ui_sub.add_parser(name, help=help_, description=help_)
         cmd.add_argument("--port", type=_port, default=port, help=f"port on 127.0.0.1 (default {port})")
         cmd.set_defaults(func=func)
+        if name == "jupyter":
+            cmd.add_argument("options", nargs=argparse.REMAINDER, help="after --: options passed to `jupyter lab`")
     return parser
 
 

@@ -292,6 +292,10 @@ class Settings(BaseSettings):
         return self.dbt_dir / "target"
 
     @property
+    def dbt_log_dir(self) -> Path:
+        return self.dbt_dir / "logs"
+
+    @property
     def gx_dir(self) -> Path:
         return self.home / "gx"
 
@@ -302,6 +306,16 @@ class Settings(BaseSettings):
     @property
     def capture_dir(self) -> Path:
         return self.home / "captures"
+
+    @property
+    def metrics_dir(self) -> Path:
+        """The flow runs' Prometheus textfiles (node_exporter's textfile convention), one per writer."""
+        return self.home / "metrics"
+
+    @property
+    def services_dir(self) -> Path:
+        """`sentinance services up`: its pid and state file (``services.json``) and its log."""
+        return self.home / "services"
 
 
 def _one_line(error: ValidationError) -> str:

@@ -42,8 +42,10 @@ from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from sentinance import metrics
 from sentinance.catalog import instrument_id
 from sentinance.errors import MissingInputError, SentinanceError, SettingsError
+from sentinance.pipelines.flows.hooks import stage_hooks
 from sentinance.pipelines.flows.retry import retrying
 from sentinance.pipelines.landing import bronze
 from sentinance.pipelines.landing.simulator_labels import land_simulator_labels
@@ -297,6 +299,25 @@ def land_labels(
     return land_simulator_labels(settings, start, end, exchanges=exchanges, assets=assets, trades=trades)
 
 
+@task(cache_policy=NO_CACHE)
+def record_metrics(settings: Settings, result: IngestResult, checked: Sequence[bronze.Series]) -> None:
+    """The run in the pipeline metrics: each series' newest candle in bronze, rows landed and quarantined
+    per table and instrument, and the gaps found in each checked series' window (0 when none)."""
+    counts: dict[str, dict[tuple[str, str], int]] = {"landed": {}, "quarantined": {}}
+    for table, landing in (("candles", result.candles), ("trades", result.trades)):
+        for key, landed in (landing.series if landing else {}).items():
+            instrument = ":".join(key.split(":")[:2])  # a candle series' key ends with its interval
+            for outcome, values in counts.items():
+                values[(table, instrument)] = values.get((table, instrument), 0) + landed.get(outcome, 0)
+    gaps = dict.fromkeys(checked, (0, 0))
+    for gap in result.gaps:
+        key = (gap["exchange"], gap["symbol"], gap["interval"])
+        runs, missing = gaps.get(key, (0, 0))
+        gaps[key] = (runs + 1, missing + int(gap["missing"]))
+    newest = {key: ts.timestamp() for key, ts in bronze.watermarks(settings).items()}
+    metrics.record_ingest(settings, newest, counts["landed"], counts["quarantined"], gaps)
+
+
 # -- report -----------------------------------------------------------------------------------
 
 
@@ -436,7 +457,7 @@ def _fetch_all(
 # -- flow -------------------------------------------------------------------------------------
 
 
-@flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=MAX_WORKERS), log_prints=True)
+@flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=MAX_WORKERS), log_prints=True, **stage_hooks())
 def ingest(
     exchanges: list[str] | None = None,
     symbols: list[str] | None = None,
@@ -499,9 +520,8 @@ def ingest(
         result.trades = land_table(settings, bronze.TRADES, list(trades.values()), source, run_id)
     progress.advance("landed trades")
     landed = [s for s in due if s.kind == "candles" and s.name in candles]
-    result.gaps = gap_report(settings, {(s.exchange, s.symbol, s.interval): s.window for s in landed}, run_id).to_dict(
-        "records"
-    )
+    checked = {(s.exchange, s.symbol, s.interval): s.window for s in landed}
+    result.gaps = gap_report(settings, checked, run_id).to_dict("records")
     if source == "simulator" and fetched:
         done = [s for s in due if s.name in fetched]
         result.labels_inserted = land_labels(
@@ -518,6 +538,7 @@ def ingest(
             result.bans[venue.name] = _ban_row(venue.limiter.ban)
 
     _series_rows(result, specs, fetched)
+    record_metrics(settings, result, list(checked))
     create_table_artifact(
         key="ingest-report",
         table=list(result.series.values()),

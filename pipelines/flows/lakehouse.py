@@ -18,6 +18,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from sentinance.catalog import VOLATILITY
+from sentinance.pipelines.flows.hooks import stage_hooks
 from sentinance.pipelines.flows.ingest import default_end, ingest
 from sentinance.pipelines.flows.stages import features, marts, score, state_slot, train, train_volatility
 from sentinance.pipelines.flows.tasks import as_plain, compare_models, monitor_drift
@@ -36,7 +37,7 @@ def _timed(timings: dict[str, dict[str, float]], stage: str) -> Iterator[None]:
         timings[stage] = {"seconds": round(time.perf_counter() - started, 3), "peak_rss_mb": round(peak, 1)}
 
 
-@flow(name="lakehouse", log_prints=True)
+@flow(name="lakehouse", log_prints=True, **stage_hooks())
 def lakehouse(end: datetime | None = None, days: int = 90, full_refresh: bool = False) -> dict:
     """Run every stage once, incrementally; returns the per-stage results and the status.
 

@@ -5,7 +5,8 @@ Each stage flow holds the state dir's single write slot (the global concurrency 
 monitoring never write silver, the warehouse, the online store or the registry at once; the
 ``lakehouse`` flow holds it for its whole run and its stage subflows re-enter it. ``ingest``
 writes bronze only (Delta readers see a consistent snapshot meanwhile). The flows do not retry:
-their idempotent tasks do (:mod:`.tasks`), so a brief outage repeats one step, not the stage.
+their idempotent tasks do (:mod:`.tasks`), so a brief outage repeats one step, not the stage. Every
+flow's run, however it ends, is recorded in the pipeline metrics (:mod:`.hooks`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists
 
 from sentinance.catalog import FORECASTER, MIRRORED, VOLATILITY
+from sentinance.pipelines.flows.hooks import stage_hooks
 from sentinance.pipelines.flows.ingest import default_end
 from sentinance.pipelines.flows.tasks import (
     as_plain,
@@ -68,7 +70,7 @@ def state_slot() -> Iterator[None]:
             _holding_slot.reset(token)
 
 
-@flow(name="features", log_prints=True)
+@flow(name="features", log_prints=True, **stage_hooks())
 def features(full_refresh: bool = False) -> dict:
     """Spark features and detectors from bronze into silver/gold, then the lake's changes loaded into PostgreSQL."""
     settings = configure(get_settings())
@@ -82,7 +84,7 @@ def features(full_refresh: bool = False) -> dict:
         )
 
 
-@flow(name="marts", log_prints=True)
+@flow(name="marts", log_prints=True, **stage_hooks())
 def marts(end: datetime | None = None, full_refresh: bool = False) -> dict:
     """dbt build of staging and marts (with tests), then the marts materialized into Feast's online store
     up to ``end`` (default: the start of the current period of the forecaster's interval)."""
@@ -97,21 +99,21 @@ def marts(end: datetime | None = None, full_refresh: bool = False) -> dict:
         )
 
 
-@flow(name="features-and-marts", log_prints=True)
+@flow(name="features-and-marts", log_prints=True, **stage_hooks())
 def features_and_marts(end: datetime | None = None, full_refresh: bool = False) -> dict:
     """The ``features`` then the ``marts`` flow (as subflows), holding the write slot for both."""
     with state_slot():
         return {**features(full_refresh=full_refresh), **marts(end=end, full_refresh=full_refresh)}
 
 
-@flow(name="train", log_prints=True)
+@flow(name="train", log_prints=True, **stage_hooks())
 def train() -> dict:
     """Train the LSTM on the marts, register it in MLflow and gate it (challenger / champion)."""
     with state_slot():
         return as_plain(train_model(configure(get_settings())))
 
 
-@flow(name="train-volatility", log_prints=True)
+@flow(name="train-volatility", log_prints=True, **stage_hooks())
 def train_volatility() -> dict:
     """Train the volatility model against HAR-RV on its mart, register it in MLflow and gate it (skipped while
     the mart has too little history)."""
@@ -119,7 +121,7 @@ def train_volatility() -> dict:
         return as_plain(train_volatility_model(configure(get_settings())))
 
 
-@flow(name="score", log_prints=True)
+@flow(name="score", log_prints=True, **stage_hooks())
 def score() -> dict:
     """Score the latest online features with the serving models (the forecaster, and the volatility model once
     one is registered), load the predictions and the backtests into PostgreSQL and refresh the marts they
@@ -135,7 +137,7 @@ def score() -> dict:
         return as_plain(scored)
 
 
-@flow(name="monitor", log_prints=True)
+@flow(name="monitor", log_prints=True, **stage_hooks())
 def monitor() -> dict:
     """Feature, prediction and performance drift, and the champion-vs-challenger A/B comparison."""
     settings = configure(get_settings())

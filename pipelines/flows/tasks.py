@@ -25,7 +25,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from sentinance import catalog, checkpoints, lake
+from sentinance import catalog, checkpoints, lake, metrics
 from sentinance.errors import MissingInputError
 from sentinance.pipelines.flows.retry import retrying
 from sentinance.settings import Settings
@@ -192,10 +192,12 @@ def serve_features(settings: Settings, end: datetime) -> dict:
 def train_model(settings: Settings) -> train.TrainResult:
     """LSTM on a point-in-time Feast training set, logged and registered in MLflow (an unchanged training
     set and parameters reuse the version they made instead of registering a copy). The serving model has
-    then seen the data as it is: the next drift check waits for new data."""
+    then seen the data as it is: the next drift check waits for new data. The gate's outcome goes to the
+    pipeline metrics."""
     from sentinance.ml import train
 
     result = train.train_and_register(settings)
+    metrics.record_gate(settings, result.version, result.gate["promoted"])
     checkpoints.record(settings, "drift", _drift_inputs(settings))
     return result
 
@@ -229,7 +231,8 @@ def train_volatility_model(settings: Settings) -> train.TrainResult | dict[str, 
 
 @task(cache_policy=NO_CACHE)
 def score_latest(settings: Settings) -> score.ScoreResult:
-    """Batch scoring from the online store with the registry's champion (else challenger)."""
+    """Batch scoring from the online store with the registry's champion (else challenger); the version
+    and alias served go to the pipeline metrics."""
     from sentinance.ml import registry, score
 
     inputs = {"online_store": checkpoints.recorded(settings, "online_store"), **_serving_versions(settings)}
@@ -239,6 +242,7 @@ def score_latest(settings: Settings) -> score.ScoreResult:
             0, str(version.version), alias, lake.version(score.predictions_path(settings)), None, skipped=True
         )
     result = score.score_latest(settings)
+    metrics.record_serving(settings, result.model_version, result.model_alias)
     checkpoints.record(settings, "score", inputs)
     return result
 
@@ -272,6 +276,7 @@ def monitor_drift(settings: Settings) -> drift.DriftResult:
     if _unchanged(settings, "drift", inputs):
         return drift.DriftResult.no_new_data(inputs.get("champion") or inputs.get("challenger"))
     result = drift.check_drift(settings)
+    metrics.record_drift(settings, result.psi, result.prediction and result.prediction["psi"], result.retrain)
     create_markdown_artifact(
         key="drift-report", markdown=result.markdown, description="Feature, prediction and performance drift"
     )

@@ -1,10 +1,12 @@
 """The dbt project (``dbt/``) run in-process: build the marts with their tests, check source freshness,
 generate and serve the docs.
 
-dbt's own files (target/, logs/) go to the state dir, never into the repository. dbt reads the
-connection (``SENTINANCE_PG_*``, from :func:`sentinance.services.pg_params`) and the model
-contract and universe (``SENTINANCE_DBT_VARS``, JSON of :func:`sentinance.catalog.dbt_vars`) from
-the environment, set only for the invocation (:func:`dbt_environment`).
+Everything dbt reads for this state comes from one place, :func:`dbt_environment`: the connection
+(``SENTINANCE_PG_*``, from :func:`sentinance.services.pg_params`), the model contract and universe
+(``SENTINANCE_DBT_VARS``, JSON of :func:`sentinance.catalog.dbt_vars`), and dbt's own
+``DBT_PROJECT_DIR``, ``DBT_PROFILES_DIR``, ``DBT_TARGET_PATH`` and ``DBT_LOG_PATH``, so target/ and
+logs/ go to the state dir, never into the repository. The runner sets them only for an invocation;
+``sentinance env`` exports the same values for plain ``dbt``, which then writes to the same place.
 """
 
 from __future__ import annotations
@@ -50,8 +52,16 @@ class MartsBuildError(SentinanceError):
 
 
 def dbt_environment(settings: Settings) -> dict[str, str]:
-    """What ``profiles.yml`` and ``dbt_project.yml`` read from the environment for this state."""
-    return {**services.pg_params(settings).env(), "SENTINANCE_DBT_VARS": json.dumps(dbt_vars(settings))}
+    """What dbt, ``profiles.yml`` and ``dbt_project.yml`` read from the environment for this state."""
+    project = str(dbt_project_dir())
+    return {
+        **services.pg_params(settings).env(),
+        "SENTINANCE_DBT_VARS": json.dumps(dbt_vars(settings)),
+        "DBT_PROJECT_DIR": project,
+        "DBT_PROFILES_DIR": project,
+        "DBT_TARGET_PATH": str(settings.dbt_target_dir),
+        "DBT_LOG_PATH": str(settings.dbt_log_dir),
+    }
 
 
 def _dbt(settings: Settings, *command: str):
@@ -59,21 +69,8 @@ def _dbt(settings: Settings, *command: str):
     from dbt.cli.main import dbtRunner
 
     settings.dbt_target_dir.mkdir(parents=True, exist_ok=True)
-    project = dbt_project_dir()
-    args = [
-        *command,
-        "--project-dir",
-        str(project),
-        "--profiles-dir",
-        str(project),
-        "--target-path",
-        str(settings.dbt_target_dir),
-        "--log-path",
-        str(settings.dbt_dir / "logs"),
-        "--no-use-colors",
-    ]
     with temporary_environment(dbt_environment(settings)):
-        return dbtRunner().invoke(args)
+        return dbtRunner().invoke([*command, "--no-use-colors"])
 
 
 def build_marts(settings: Settings, *, full_refresh: bool = False, select: str | None = None) -> DbtBuildResult:

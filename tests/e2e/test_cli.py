@@ -1,4 +1,5 @@
-"""The `sentinance` command: help everywhere, one-line errors with exit codes, stages and status for real."""
+"""The `sentinance` command: help everywhere, one-line errors with exit codes, stages and status for real,
+Jupyter as root."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import prefect.main  # noqa: F401  (sets up Prefect's log handlers now, not inside a capsys test)
 import pytest
+from support.servers import free_port, sentinance
 
 from sentinance import catalog, lake
 from sentinance.cli import main
 from sentinance.settings import Settings
+from sentinance.supervisor import wait_for_http
 
 
 @contextmanager
@@ -96,3 +100,14 @@ def test_console_script_status(lakehouse_run: dict, settings: Settings) -> None:
         "sentinance ui mlflow --port 5000",
     ):
         assert needle in done.stdout
+
+
+def test_ui_jupyter_starts_as_root_with_the_users_options(settings: Settings) -> None:
+    """In a container the user is root: Jupyter starts (--allow-root) and takes options after `--`."""
+    port = free_port()
+    token = "sentinance-test-token"
+    args = ["ui", "jupyter", "--port", str(port), "--", f"--IdentityProvider.token={token}"]
+    with sentinance(*args, log_name="jupyter-server") as server:
+        base = f"http://127.0.0.1:{port}"
+        wait_for_http(f"{base}/api/status?token={token}", 120, server)  # our token: the option reached Jupyter
+        assert httpx.get(f"{base}/api/status", params={"token": "wrong"}).status_code == 403

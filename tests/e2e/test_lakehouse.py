@@ -95,6 +95,13 @@ def test_first_run_lands_every_layer(first_run: dict, settings: Settings, lakeho
     served = lake.read(catalog.VOLATILITY_PREDICTIONS.path(settings))
     assert len(served) == 9 and (served["predicted_rv"] > 0).all()
     assert _pg_scalar(settings, "SELECT count(*) FROM lake.volatility_predictions") == 9
+    # every stage and the gate and scoring left their metrics for Prometheus (docs/monitoring.md)
+    written = {path.stem for path in settings.metrics_dir.glob("*.prom")}
+    stage_files = {f"stage_{name}" for name in ("lakehouse", "ingest", "features", "marts", "train", "score")}
+    assert {"ingest", "gate", "serving", *stage_files} <= written
+    served = stages["score"]
+    line = f'sentinance_model_serving_version{{alias="{served["model_alias"]}"}} {float(served["model_version"])}'
+    assert line in (settings.metrics_dir / "serving.prom").read_text()
     summary = first_run["summary"]
     for needle in (
         "delta:bronze/candles",

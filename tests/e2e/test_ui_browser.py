@@ -30,9 +30,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 from support.servers import ARTIFACTS, free_port, sentinance, state_env
 
 from sentinance.catalog import FORECASTER
-from sentinance.cli import wait_for_http
 from sentinance.services import mlflow_tracking_uri
 from sentinance.settings import Settings
+from sentinance.supervisor import wait_for_http
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 CHROMIUM_FLAGS = [

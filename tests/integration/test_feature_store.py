@@ -3,6 +3,11 @@ apply, materialize, point-in-time historical features and the online store."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -10,7 +15,9 @@ from sentinance import services
 from sentinance.catalog import FORECASTER, VOLATILITY
 from sentinance.errors import SettingsError
 from sentinance.ml import feature_store
-from sentinance.settings import get_settings
+from sentinance.settings import get_settings, tool_environment
+
+BIN = Path(sys.executable).parent
 
 
 def test_apply_registers_the_feature_service(ml_settings) -> None:
@@ -65,6 +72,21 @@ def test_materialize_is_incremental(ml_settings) -> None:
     result = feature_store.materialize(settings, mart.end + FORECASTER.period)
     assert list(result) == [FORECASTER.feature_view, VOLATILITY.feature_view]
     assert {window["start"] for window in result.values()} == {mart.end.isoformat()}
+
+
+def test_apply_is_feast_apply_so_the_clis_plan_is_clean(ml_settings, tmp_path: Path) -> None:
+    """apply() records what `feast apply` records, the online tables included: `feast plan` (the CLI, from
+    the exports of `sentinance env`) has nothing to change afterwards. On the PostgreSQL online store's
+    own registry, before anything is materialized into it: once a view is materialized, Feast reports it
+    "updated" in every plan (its materialization intervals and its source's apply time; FeatureView.__eq__)."""
+    settings, _ = ml_settings
+    in_postgres = settings.model_copy(update={"feast_online_store": "postgres"})
+    feature_store.apply(in_postgres)
+    env = {"PATH": str(BIN), "HOME": os.environ["HOME"], **tool_environment(in_postgres)}
+    env |= feature_store.feast_environment(in_postgres)  # the YAML of the store: FEAST_FS_YAML_FILE_PATH
+    done = subprocess.run([str(BIN / "feast"), "plan"], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "No changes to registry" in done.stdout and "No changes to infrastructure" in done.stdout, done.stdout
 
 
 def test_postgres_online_store_serves_what_sqlite_serves(ml_settings) -> None:

@@ -13,6 +13,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from sentinance import catalog, lake, services
 from sentinance.catalog import FORECASTER
@@ -117,6 +118,14 @@ def test_train_logs_walk_forward_metrics_lineage_explanations_and_registers(ml_s
     info = mlflow.models.get_model_info(f"models:/{FORECASTER.name}/{first.version}")
     assert info.signature.inputs.inputs[0].shape == (-1, SEQUENCE_LENGTH, 4)
     assert (info.metadata["sequence_length"], info.metadata["interval"]) == (SEQUENCE_LENGTH, FORECASTER.interval)
+    # served with a virtualenv (or uv, conda) env manager, the model installs PyTorch's CPU build, not CUDA's
+    requirements = Path(mlflow.pyfunc.get_model_dependencies(f"models:/{FORECASTER.name}/{first.version}"))
+    lines = requirements.read_text().splitlines()
+    assert lines[:2] == [
+        "--extra-index-url https://download.pytorch.org/whl/cpu",
+        f"torch=={torch.__version__.split('+')[0]}+cpu",
+    ]
+    assert f"mlflow=={mlflow.__version__}" in lines
 
 
 def test_gate_compares_with_persistence_and_the_champion_on_the_same_rows(ml_settings, trained) -> None:

@@ -1,6 +1,6 @@
 """Real servers for the tests, each started on 127.0.0.1 in a directory of its own and stopped again:
 Debian's PostgreSQL (password authentication) and Redis, a Spark standalone master and worker from
-the installed PySpark, a Prefect server; and `sentinance` itself as a subprocess.
+the installed PySpark, a Prefect server; and `sentinance` or a tool's own CLI as a user starts it.
 
 Every process starts in a session of its own, so stopping it stops what it spawned (a Prefect
 worker's flow runs, a Spark worker's executors). Logs go to ``test-artifacts/<name>.log``.
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from sentinance.cli import wait_for_http
+from sentinance.supervisor import stop_process, wait_for_http
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 BIN = Path(sys.executable).parent
@@ -45,27 +45,21 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def stop(process: subprocess.Popen) -> None:
-    """Stop a process started in its own session, with everything it spawned."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-
-
 @contextmanager
-def started(command: Sequence[str], log_name: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
-    """``command`` running in a session of its own, its output in test-artifacts/<log_name>.log."""
+def started(
+    command: Sequence[str], log_name: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Iterator[subprocess.Popen]:
+    """``command`` running in a session of its own, its output in test-artifacts/<log_name>.log; stopped with
+    everything it spawned when the block ends."""
     ARTIFACTS.mkdir(exist_ok=True)
     with (ARTIFACTS / f"{log_name}.log").open("w") as log:
-        process = subprocess.Popen(list(command), stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        process = subprocess.Popen(
+            list(command), stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env, cwd=cwd
+        )
         try:
             yield process
         finally:
-            stop(process)
+            stop_process(process)
 
 
 def sentinance(*args: str, log_name: str, env: dict[str, str] | None = None):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sentinance.cli import build_parser, main, run
+from sentinance.cli import build_parser, jupyter_command, main, run
 from sentinance.errors import MissingInputError
 
 COMMANDS = [
@@ -26,6 +26,11 @@ COMMANDS = [
     ["maintain"],
     ["status"],
     ["serve"],
+    ["env"],
+    ["services"],
+    ["serve-features"],
+    ["serve-model"],
+    ["serve-metrics"],
     ["ui"],
     ["ui", "prefect"],
     ["ui", "mlflow"],
@@ -55,6 +60,8 @@ def test_every_command_is_listed_and_has_help(capsys: pytest.CaptureFixture[str]
         (["backfill"], "the following arguments are required: --start"),
         (["backfill", "--start", "2026-01-05", "--end", "2026-01-01"], "--start 2026-01-05T00:00 is not before --end"),
         (["ui", "mlflow", "--port", "70000"], "--port: not a TCP port: 70000"),
+        (["services", "restart"], "argument action: invalid choice: 'restart'"),
+        (["serve-features", "--workers", "0"], "--workers: must be positive, got 0"),
     ],
 )
 def test_usage_mistakes_exit_2_with_one_line(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -84,6 +91,21 @@ def test_ui_on_a_busy_port_exits_1_with_one_line(capsys: pytest.CaptureFixture[s
     assert capsys.readouterr().err.strip().endswith("is in use: pass another --port")
 
 
+def test_env_without_services_exits_1_with_what_to_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "state"
+    monkeypatch.setenv("SENTINANCE_HOME", str(home))
+    assert main(["env"]) == 1
+    assert main(["services", "status"]) == 0
+    out, err = capsys.readouterr()
+    assert err == (
+        f"sentinance env: error: the embedded PostgreSQL of {home} is not running: run `sentinance services up` "
+        "first (or set SENTINANCE_DATABASE_URL)\n"
+    )
+    assert out == f"services of {home}: not running\n"
+
+
 def test_invalid_setting_exits_2_with_one_line_before_anything_runs(tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "sentinance"
     env = {**os.environ, "SENTINANCE_HOME": str(tmp_path / "state"), "SENTINANCE_SEED": "abc"}
@@ -111,3 +133,20 @@ def test_a_user_error_is_one_line_and_a_bug_keeps_its_traceback(capsys: pytest.C
         run(argparse.Namespace(command="train", debug=False, func=_fails_with(KeyError("instrument_id"))))
     with pytest.raises(MissingInputError):  # --debug shows a user error's traceback too
         run(argparse.Namespace(command="train", debug=True, func=_fails_with(MissingInputError("x"))))
+
+
+@pytest.mark.parametrize(("as_root", "allow"), [(True, ["--allow-root"]), (False, [])])
+def test_jupyter_runs_as_root_and_takes_the_users_options(as_root: bool, allow: list[str]) -> None:
+    command = jupyter_command(8888, Path("/nb"), ["--", "--ServerApp.token=t", "--LabApp.x=1"], as_root)
+    assert command[1:] == [
+        "lab",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        "8888",
+        "--no-browser",
+        "--ServerApp.root_dir=/nb",
+        *allow,
+        "--ServerApp.token=t",
+        "--LabApp.x=1",
+    ]
