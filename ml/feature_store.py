@@ -17,8 +17,10 @@ from __future__ import annotations
 import importlib.util
 import logging
 import re
+import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -27,7 +29,7 @@ from feast import Entity, FeatureService, FeatureStore, FeatureView, Project, Re
 from feast.data_source import DataSource
 from feast.repo_operations import get_repo_files
 
-from sentinance import services
+from sentinance import faults, services
 from sentinance.catalog import FORECASTER
 from sentinance.resources import feature_repo_dir
 from sentinance.settings import Settings, get_settings, temporary_environment
@@ -102,6 +104,21 @@ def apply(settings: Settings | None = None) -> dict:
     return {"project": store.project, "objects": names, "sequence_length": settings.sequence_length}
 
 
+def _arm_online_store_fault(settings: Settings, store: FeatureStore) -> None:
+    """With ``SENTINANCE_FAULT`` at ``feast-materialize``: reach it when the materialization opens the SQLite
+    online store to write, Feast having marked the view as materializing (an audit hook, the one place Feast
+    lets code in; only the fault suite arms it)."""
+    if faults.armed(settings, "feast-materialize") is None or settings.feast_online_store != "sqlite":
+        return
+    online_store = Path(store.config.online_store.path).resolve()
+
+    def on_audit(event: str, args: tuple) -> None:
+        if event == "sqlite3.connect" and Path(args[0]).resolve() == online_store:
+            faults.reach(settings, "feast-materialize")
+
+    sys.addaudithook(on_audit)
+
+
 def materialize(settings: Settings | None = None, end: datetime | None = None) -> dict:
     """Load the latest mart rows up to ``end`` into the online store (incremental).
 
@@ -117,6 +134,7 @@ def materialize(settings: Settings | None = None, end: datetime | None = None) -
         ]
         end = pd.Timestamp(latest).to_pydatetime() + timedelta(hours=1)
     view = store.get_feature_view(FORECASTER.feature_view)
+    _arm_online_store_fault(settings, store)
     start = view.most_recent_end_time
     if start is None:
         start = end - view.ttl

@@ -14,6 +14,11 @@
 4. SHAP and LIME explanations, figures, per-epoch and per-fold metrics, the gate's
    statistics and the lineage (Delta versions, git commit, definitions hash, seeds) go to
    the MLflow run; every new version gets ``challenger``, and ``champion`` if the gate passes.
+
+Registering and aliasing are two steps; :func:`finish` makes the second converge. A version
+whose training set, parameters and code are those of this training is not trained again:
+it is finished (its aliases and tags, from its run's gate decision and records, if a killed
+run left them unset) and returned.
 """
 
 from __future__ import annotations
@@ -32,8 +37,10 @@ import numpy as np
 import pandas as pd
 import torch
 from mlflow.data.delta_dataset_source import DeltaDatasetSource
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.models import infer_signature
 
+from sentinance import faults
 from sentinance.catalog import FORECASTER
 from sentinance.ml import evaluation, explain, plots, promotion, registry, training_set
 from sentinance.ml.model import LSTMForecaster, set_seed, to_sequences
@@ -298,20 +305,7 @@ def train_and_register(
             made.version,
             ref.training_set_id,
         )
-        client = registry.client(settings)
-        aliases = tuple(
-            sorted(a for a, v in client.get_registered_model(FORECASTER.name).aliases.items() if v == made.version)
-        )
-        return TrainResult(
-            FORECASTER.name,
-            str(made.version),
-            aliases,
-            client.get_run(made.run_id).data.metrics,
-            made.run_id,
-            ref.training_set_id,
-            {"promoted": made.tags.get("gate") == "passed", "reason": made.tags.get("gate_reason")},
-            reused=True,
-        )
+        return replace(finish(settings, made), reused=True)
     result = walk_forward(frame, params)
     newest = result.newest
     gate = promotion.decide(settings, newest.test, alpha=params.alpha, loss_kind=params.gate_loss)
@@ -327,7 +321,7 @@ def train_and_register(
     }
 
     mlflow.set_experiment(experiment_id=registry.experiment(settings, registry.TRAINING_EXPERIMENT))
-    with mlflow.start_run(run_name=f"lstm-seq{params.sequence_length}-{ref.training_set_id[:8]}") as run:
+    with mlflow.start_run(run_name=f"lstm-seq{params.sequence_length}-{ref.training_set_id[:8]}"):
         window = newest.window
         mlflow.log_params({**asdict(params), **{f"explain_{k}": v for k, v in asdict(explain_params).items()}})
         mlflow.log_params(
@@ -359,22 +353,37 @@ def train_and_register(
         )
         version = _log_model(newest.model, newest.train_x, params)
 
+    faults.reach(settings, "registry-alias")
+    return finish(settings, registry.client(settings).get_model_version(FORECASTER.name, version))
+
+
+def finish(settings: Settings, version: ModelVersion) -> TrainResult:
+    """Give a registered version its aliases (``challenger``, and ``champion`` if its gate passed) and its
+    training run's records as tags, unless that was done (the ``registration`` tag, set last); return what
+    its training found. A run killed between registering and aliasing is finished by the next one."""
     client = registry.client(settings)
-    aliases = [registry.CHALLENGER, *([registry.CHAMPION] if gate.promoted else [])]
-    for alias in aliases:
-        client.set_registered_model_alias(FORECASTER.name, alias, version)
-    for key, value in records.items():
-        client.set_model_version_tag(FORECASTER.name, version, key, value)
-    metrics = result.metrics
+    run = client.get_run(version.run_id)
+    tags = run.data.tags
+    if version.tags.get(registry.REGISTRATION_TAG) != registry.COMPLETE:
+        for alias in [registry.CHALLENGER, *([registry.CHAMPION] if tags["gate"] == "passed" else [])]:
+            client.set_registered_model_alias(FORECASTER.name, alias, version.version)
+        for key, value in tags.items():
+            if not key.startswith("mlflow."):  # the records of train_and_register, not MLflow's own
+                client.set_model_version_tag(FORECASTER.name, version.version, key, value)
+        client.set_model_version_tag(FORECASTER.name, version.version, registry.REGISTRATION_TAG, registry.COMPLETE)
+    current = client.get_registered_model(FORECASTER.name).aliases
+    aliases = tuple(sorted(alias for alias, number in current.items() if str(number) == str(version.version)))
+    metrics = run.data.metrics
     log.info(
         "registered %s v%s (%s): LSTM/persistence MAPE %.4f (holdout), %.4f (all folds); gate: %s",
         FORECASTER.name,
-        version,
-        ", ".join(aliases),
+        version.version,
+        ", ".join(aliases) or "no alias",
         metrics["holdout_mape_ratio"],
         metrics["cv_mape_ratio"],
-        gate.reason,
+        tags["gate_reason"],
     )
+    gate = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/gate.json")
     return TrainResult(
-        FORECASTER.name, version, tuple(aliases), metrics, run.info.run_id, ref.training_set_id, gate.report()
+        FORECASTER.name, str(version.version), aliases, metrics, run.info.run_id, tags["training_set_id"], gate
     )

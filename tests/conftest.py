@@ -7,7 +7,8 @@ Tiers are folders, and each test is marked with its folder's name (``pytest -m u
 - ``data``: the landing contracts (Great Expectations) on good and bad data;
 - ``integration``: one stage against the real engines (Delta, Spark, PostgreSQL, dbt, Feast, Prefect);
 - ``model``: training, evaluation, the gate, and the model's behaviour;
-- ``e2e``: the whole flow, the CLI, the notebooks and the UIs.
+- ``e2e``: the whole flow, the CLI, the notebooks and the UIs;
+- ``faults``: runs killed at named points and rerun, against an uninterrupted run's fingerprint.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from sentinance.settings import Settings, configure, get_settings
 # PostgreSQL (run as its own system user when the tests run as root) cannot traverse.
 SESSION = configure(get_settings(home=tempfile.mkdtemp(prefix="sentinance-test-")))
 
-TIERS = ("unit", "data", "integration", "model", "e2e")
+TIERS = ("unit", "data", "integration", "model", "e2e", "faults")
 LAKEHOUSE_END = datetime(2026, 1, 20, tzinfo=UTC)
 LAKEHOUSE_DAYS = 21
 

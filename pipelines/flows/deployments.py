@@ -1,8 +1,9 @@
 """The lakehouse's flows as scheduled Prefect deployments, served against this state dir.
 
 The ``ingest`` flow (:mod:`sentinance.pipelines.flows.ingest`), the stage flows
-(:mod:`sentinance.pipelines.flows.stages`, each holding the state dir's write slot) and the ``lakehouse``
-flow (:mod:`sentinance.pipelines.flows.lakehouse`) are deployed as they are. Schedules are in UTC:
+(:mod:`sentinance.pipelines.flows.stages`) and the ``lakehouse`` flow (:mod:`sentinance.pipelines.flows.lakehouse`)
+are deployed as they are; each holds the state dir's single-writer lock while it writes
+(:mod:`sentinance.state_lock`). Schedules are in UTC:
 
 - ``ingest/hourly``: every hour at :05 (``days=90``, ``source=simulator``);
 - ``features-and-marts/after-ingest``: whenever an ``ingest/hourly`` run completes (event trigger),
@@ -14,13 +15,14 @@ flow (:mod:`sentinance.pipelines.flows.lakehouse`) are deployed as they are. Sch
 - ``lakehouse/manual``: by hand, the UI's "Run" or ``prefect deployment run lakehouse/manual``
   (``days=90``, ``full_refresh=False``).
 
-Every deployment runs at most one flow run at a time (later ones queue).
+Runs that overlap — of one deployment or of several — wait for the lock (at most ``SENTINANCE_LOCK_WAIT``
+seconds), which dies with its holder. No Prefect concurrency limit is used: its slots outlive a killed
+holder (their leases live in the server's memory), and one crash would stall a schedule for good.
 """
 
 from __future__ import annotations
 
 from prefect import serve as prefect_serve
-from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Cron
@@ -28,17 +30,9 @@ from prefect.types.entrypoint import EntrypointType
 
 from sentinance.pipelines.flows.ingest import ingest
 from sentinance.pipelines.flows.lakehouse import lakehouse
-from sentinance.pipelines.flows.stages import (
-    ensure_state_limit,
-    features_and_marts,
-    maintain,
-    monitor,
-    score,
-    train,
-)
+from sentinance.pipelines.flows.stages import features_and_marts, maintain, monitor, score, train
 
 TAGS = ["sentinance"]
-ONE_AT_A_TIME = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
 
 
 # a completed run of the ingest/hourly deployment (not ingest runs of the CLI or of the lakehouse flow)
@@ -56,13 +50,7 @@ def deployments() -> list[RunnerDeployment]:
     """Every deployment of the lakehouse, with its schedule or trigger, parameters and tags."""
 
     def deploy(flow_, name: str, stage: str, **options) -> RunnerDeployment:
-        return flow_.to_deployment(
-            name,
-            tags=[*TAGS, stage],
-            concurrency_limit=ONE_AT_A_TIME,
-            entrypoint_type=EntrypointType.MODULE_PATH,
-            **options,
-        )
+        return flow_.to_deployment(name, tags=[*TAGS, stage], entrypoint_type=EntrypointType.MODULE_PATH, **options)
 
     return [
         deploy(
@@ -85,5 +73,4 @@ def deployments() -> list[RunnerDeployment]:
 
 def serve(limit: int | None = None) -> None:
     """Register the deployments on the Prefect API and run their flows as scheduled (blocks until stopped)."""
-    ensure_state_limit()
     prefect_serve(*deployments(), limit=limit)

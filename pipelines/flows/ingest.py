@@ -10,9 +10,12 @@
   every response body (``$SENTINANCE_HOME/captures``) so that ``replay`` reproduces the run
   offline; transient exchange errors are retried (task retries on top of the client's own).
   A failing series is logged and recorded; the others go on.
-* **Land** - the fetched batches of all series are landed with one GX checkpoint and one Delta merge
-  per table (``bronze.land_candles`` / ``land_trades``, sequential: concurrent delta-rs merges
-  into one table would conflict), then the gap report and, for the simulator, its labels.
+* **Land** - holding the state dir's single-writer lock (:mod:`sentinance.state_lock`): for the
+  simulator, its labels of the fetched windows first (so bronze never holds a trade whose label is
+  missing), then the fetched batches of all series with one GX checkpoint and one Delta merge per
+  table (``bronze.land_candles`` / ``land_trades``, sequential: concurrent delta-rs merges into one
+  table would conflict), then the gap report of every series' whole window, recomputed from bronze
+  (so a run killed after its merges is completed by the rerun, which fetches nothing).
 * **Report** - a progress artifact (``ingest-progress``) advances per series and landing; a table
   artifact (``ingest-report``) lists fetched / landed / quarantined / missing per series.
 
@@ -40,6 +43,7 @@ from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from sentinance import faults
 from sentinance.catalog import CANDLE_COLUMNS, TRADE_COLUMNS, instrument_id
 from sentinance.errors import MissingInputError, SentinanceError, SettingsError
 from sentinance.pipelines.flows.retry import retrying
@@ -49,6 +53,7 @@ from sentinance.pipelines.sources import SOURCES, simulator
 from sentinance.pipelines.sources.exchanges import fetch_candles, make_client
 from sentinance.pipelines.sources.exchanges.http import ExchangeClient, ExchangeError, MalformedPayload, split_symbol
 from sentinance.settings import INTERVAL_SECONDS, Settings, configure, get_settings
+from sentinance.state_lock import state_lock
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +107,7 @@ class IngestResult:
     candles: bronze.LandingResult | None = None
     trades: bronze.LandingResult | None = None
     labels_inserted: int = 0
-    gaps: list[dict[str, Any]] = field(default_factory=list)  # rows of bronze/gap_report written by this run
+    gaps: list[dict[str, Any]] = field(default_factory=list)  # bronze/gap_report's rows in this run's windows
     series: dict[str, dict[str, Any]] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)  # instrument_id -> error
 
@@ -327,13 +332,13 @@ def land_table(
     return bronze.land(settings, target, batch, source=source, flow_run_id=flow_run_id)
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, **retrying())
 def gap_report(settings: Settings, windows: dict[bronze.Series, Window], flow_run_id: str | None) -> pd.DataFrame:
-    """Missing candles per fetched series, appended to bronze/gap_report."""
+    """Missing candles of each series in its window, from bronze, made bronze/gap_report's (idempotent)."""
     return bronze.report_gaps(settings, windows, flow_run_id=flow_run_id)
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, **retrying())
 def land_labels(
     settings: Settings, start: pd.Timestamp, end: pd.Timestamp, exchanges: list[str], assets: list[str], trades: bool
 ) -> int:
@@ -458,6 +463,29 @@ def _fetch_all(
     return batches
 
 
+def _covered(
+    specs: Sequence[SeriesSpec],
+    failures: dict[str, str],
+    *,
+    start: pd.Timestamp | None,
+    end: pd.Timestamp,
+    days: float,
+    source: str,
+) -> dict[bronze.Series, Window]:
+    """The window of each series this run answers for - whatever bronze already held of it - where its
+    gaps are checked: ``[start or end - days, end)`` (the simulator's history starts at its ORIGIN), or the
+    replayed window; a failed series is left out (what it lacks was not asked for)."""
+    first = start if start is not None else end - pd.Timedelta(days=days)
+    if source == "simulator":
+        first = max(first, simulator.ORIGIN)
+    replayed = source == "replay" and start is None
+    return {
+        (s.exchange, s.symbol, s.interval): s.candles if replayed else (first, s.candles[1])
+        for s in specs
+        if s.key not in failures
+    }
+
+
 # -- flow -------------------------------------------------------------------------------------
 
 
@@ -488,13 +516,14 @@ def ingest(
     if source == "simulator" and interval != simulator.INTERVAL:
         raise SettingsError(f"the simulator produces {simulator.INTERVAL} candles, not {interval!r}")
     end_ts = (_utc(end, "end") or default_end(interval)).floor(pd.Timedelta(seconds=_seconds(interval)))
+    start_ts = _utc(start, "start")
     options = dict(client_options or {})
     specs = _specs(
         settings,
         pairs,
         options,
         interval=interval,
-        start=_utc(start, "start"),
+        start=start_ts,
         end=end_ts,
         days=days,
         source=source,
@@ -505,26 +534,29 @@ def ingest(
     progress = Progress(len(due) + 3, f"ingest {source}: {len(due)} series to fetch")
 
     fetched = _fetch_all(due, source, settings, options, result, progress)
-    result.candles = land_table(settings, bronze.CANDLES, [b.candles for b in fetched], source, run_id)
-    progress.advance("landed candles")
-    if include_trades:
-        result.trades = land_table(
-            settings, bronze.TRADES, [b.trades for b in fetched if b.trades is not None], source, run_id
-        )
-    progress.advance("landed trades")
-    windows = {(b.spec.exchange, b.spec.symbol, b.spec.interval): b.spec.candles for b in fetched}
-    result.gaps = gap_report(settings, windows, run_id).to_dict("records")
-    if source == "simulator" and fetched:
-        first = min(w[0] for b in fetched for w in (b.spec.candles, b.spec.trades) if w is not None)
-        result.labels_inserted = land_labels(
-            settings,
-            first,
-            end_ts,
-            sorted({b.spec.exchange for b in fetched}),
-            sorted({split_symbol(b.spec.symbol)[0] for b in fetched}),
-            include_trades,
-        )
-    progress.advance("gap report and labels")
+    with state_lock(settings):
+        if source == "simulator" and fetched:  # ahead of the trades they label
+            first = min(w[0] for b in fetched for w in (b.spec.candles, b.spec.trades) if w is not None)
+            result.labels_inserted = land_labels(
+                settings,
+                first,
+                end_ts,
+                sorted({b.spec.exchange for b in fetched}),
+                sorted({split_symbol(b.spec.symbol)[0] for b in fetched}),
+                include_trades,
+            )
+        result.candles = land_table(settings, bronze.CANDLES, [b.candles for b in fetched], source, run_id)
+        faults.reach(settings, "candles-merged")
+        progress.advance("landed candles")
+        if include_trades:
+            result.trades = land_table(
+                settings, bronze.TRADES, [b.trades for b in fetched if b.trades is not None], source, run_id
+            )
+        faults.reach(settings, "trades-merged")
+        progress.advance("landed trades")
+        covered = _covered(specs, result.failures, start=start_ts, end=end_ts, days=days, source=source)
+        result.gaps = gap_report(settings, covered, run_id).to_dict("records")
+    progress.advance("labels and gap report")
 
     _series_rows(result, specs, {b.spec.key: b for b in fetched})
     create_table_artifact(

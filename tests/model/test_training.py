@@ -84,10 +84,10 @@ def test_train_logs_walk_forward_metrics_lineage_explanations_and_registers(ml_s
         "definitions_sha256",
         "seed",
         "delta_version.silver.candle_features",
-        train.TRAIN_PARAMS_TAG,
+        registry.TRAIN_PARAMS_TAG,
     ):
         assert key in tags and run.data.tags[key] == tags[key]
-    assert train.TrainParams.from_json(tags[train.TRAIN_PARAMS_TAG]) == train.TrainParams(
+    assert train.TrainParams.from_json(tags[registry.TRAIN_PARAMS_TAG]) == train.TrainParams(
         **{**vars(PARAMS), "seed": settings.seed}
     )
     assert run.data.params["train_start"] < run.data.params["train_end"] < run.data.params["holdout_start"]
