@@ -182,7 +182,7 @@ def database_url(settings: Settings | None = None) -> str:
     if settings.database_url:
         return settings.database_url
     settings.postgres_dir.mkdir(parents=True, exist_ok=True)
-    return _embedded_postgres(str(settings.postgres_dir / "data"))
+    return _embedded_postgres(str(_datadir(settings)))
 
 
 def pg_params(settings: Settings | None = None) -> PgParams:

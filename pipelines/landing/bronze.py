@@ -268,28 +268,41 @@ def series_windows(
 Windows = dict[Series, tuple[pd.Timestamp, pd.Timestamp]]
 
 
-def _landed_times(settings: Settings) -> dict[Series, pd.DatetimeIndex]:
-    """The open_times of every series in ``bronze/candles``."""
+def _extended(settings: Settings, windows: Windows) -> Windows:
+    """Each window, started earlier where a gap already reported for the series runs into it: that gap is
+    checked whole again (same key), not cut in two at the window's start."""
+    path = catalog.GAP_REPORT.path(settings)
+    if not lake.exists(path):
+        return windows
+    reported = lake.read(path, columns=[*SERIES_KEYS, "gap_start", "gap_end"])
+    extended = {}
+    for key, (first, end) in windows.items():
+        mine = reported[(reported[SERIES_KEYS] == list(key)).all(axis=1)]
+        across = mine.loc[(mine["gap_start"] < first) & (mine["gap_end"] >= first), "gap_start"]
+        extended[key] = (min(first, across.min()) if len(across) else first, end)
+    return extended
+
+
+def _landed_times(settings: Settings, since: pd.Timestamp) -> dict[Series, pd.DatetimeIndex]:
+    """The open_times of every series in ``bronze/candles`` from ``since`` on (only the files that may hold
+    them are read)."""
     path = catalog.CANDLES.path(settings)
     if not lake.exists(path):
         return {}
-    present = lake.read(path, columns=[*SERIES_KEYS, "open_time"])
+    present = lake.read(path, columns=[*SERIES_KEYS, "open_time"], filters=[("open_time", ">=", since.to_pydatetime())])
     return {key: pd.DatetimeIndex(values) for key, values in present.groupby(SERIES_KEYS)["open_time"]}
 
 
 def find_gaps(settings: Settings, windows: Windows, *, flow_run_id: str | None) -> tuple[pd.DataFrame, Windows]:
     """Missing candles per series, one row per run of consecutive missing open_times, and the windows
-    checked: each ``[start, end)``, from the series' first candle in bronze when that is earlier (so a gap
-    is found whole, whatever windows its history was landed in)."""
-    windows = {k: w for k, w in windows.items() if w[0] < w[1]}
-    times = _landed_times(settings) if windows else {}
+    checked: each ``[start, end)``, from an earlier start where a reported gap runs into it."""
+    checked = _extended(settings, {k: w for k, w in windows.items() if w[0] < w[1]})
+    times = _landed_times(settings, min(w[0] for w in checked.values())) if checked else {}
     checked_at = pd.Timestamp.now(tz="UTC").floor("us")
-    rows, checked = [], {}
-    for key, (first, end) in sorted(windows.items()):
+    rows = []
+    for key, (start, end) in sorted(checked.items()):
         step = pd.Timedelta(seconds=INTERVAL_SECONDS[key[2]])
         landed = times.get(key, pd.DatetimeIndex([], tz="UTC"))
-        start = min(first, landed.min()) if len(landed) else first
-        checked[key] = (start, end)
         missing = pd.date_range(start, end, freq=step, inclusive="left").difference(landed).to_series()
         for _, gap in missing.groupby((missing.diff() != step).cumsum().to_numpy()):
             rows.append(

@@ -103,6 +103,8 @@ def _tail(done: CompletedProcess) -> str:
 
 
 def _compare(reference: dict[str, Part], home: Path, layers: Layers) -> list[str]:
+    if not layers:
+        return []
     state = runs.fingerprint(home)
 
     def chosen(parts: dict[str, Part]) -> dict[str, Part]:

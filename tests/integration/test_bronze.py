@@ -174,8 +174,8 @@ def test_gap_report_lists_runs_of_missing_candles(fresh_settings):
     assert len(report_gaps(settings, windows, flow_run_id="g-2")) == 3 and lake.version(report) == version
     late = candles[drop & candles["open_time"].eq(hours[2])]  # a late candle fills the first missing hour
     land_candles(settings, late, source="replay", flow_run_id=None)
-    later = {key: (start + pd.Timedelta(hours=5), END) for key in windows if key[1] != "SOL/USDT"}
-    report_gaps(settings, later, flow_run_id="g-3")  # checked from each series' first candle, before the window
+    later = {key: (hours[3], END) for key in windows if key[1] != "SOL/USDT"}  # starts inside the first gap
+    report_gaps(settings, later, flow_run_id="g-3")  # which is checked whole again, from its start
     kept = lake.read(report).sort_values(["symbol", "gap_start"])
     assert kept[["symbol", "gap_start", "missing", "flow_run_id"]].values.tolist() == [
         ["ETH/USDT", hours[3], 1, "g-3"],  # what is left of the gap that shrank (the old row went)

@@ -279,3 +279,27 @@ def test_drift_is_quiet_on_stationary_data_and_flags_feature_and_prediction_shif
     )
     assert "| basis_bps |" in shifted.markdown and "| prediction |" in shifted.markdown
     assert Path(shifted.report_path).with_suffix(".md").read_text() == shifted.markdown
+
+
+def test_a_registered_but_unfinished_version_is_finished_not_trained_again(ml_settings, trained) -> None:
+    """As a run killed between registration and aliasing leaves it: no alias, no version tags. Training the
+    same set with the same parameters finishes that version instead of registering another."""
+    settings, _ = ml_settings
+    _, second = trained
+    client = registry.client(settings)
+    before = client.get_registered_model(FORECASTER.name)
+    versions = len(client.search_model_versions(f"name = '{FORECASTER.name}'"))
+    for alias, version in before.aliases.items():
+        if version == second.version:
+            client.delete_registered_model_alias(FORECASTER.name, alias)
+    for key in client.get_model_version(FORECASTER.name, second.version).tags:
+        client.delete_model_version_tag(FORECASTER.name, second.version, key)
+
+    again = train.train_and_register(settings, train.TrainParams(**{**vars(PARAMS), "seed": 99}), EXPLAIN)
+
+    assert again.reused and again.version == second.version and again.run_id == second.run_id
+    assert again.aliases == second.aliases and again.gate["promoted"] == second.gate["promoted"]
+    tags = client.get_model_version(FORECASTER.name, second.version).tags
+    assert tags[registry.REGISTRATION_TAG] == registry.COMPLETE and tags["training_set_id"] == second.training_set_id
+    assert client.get_registered_model(FORECASTER.name).aliases == before.aliases
+    assert len(client.search_model_versions(f"name = '{FORECASTER.name}'")) == versions
