@@ -38,8 +38,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sentinance.catalog import CROSS_EXCHANGE_KEYS, SERIES_KEYS
-from sentinance.settings import configure, get_settings
-from sentinance.spark_jobs.features.series import SECONDS_PER_YEAR, interval_seconds
+from sentinance.settings import configure, get_settings, interval_seconds
+from sentinance.spark_jobs.features.series import SECONDS_PER_YEAR
 
 START = pd.Timestamp("2020-01-01", tz="UTC")
 UNIVERSE = get_settings().universe

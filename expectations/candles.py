@@ -11,14 +11,14 @@ from __future__ import annotations
 import great_expectations.expectations as gxe
 import pandas as pd
 
-from sentinance.catalog import CANDLE_COLUMNS, CANDLE_KEYS, QUARANTINE_CANDLES
+from sentinance.catalog import CANDLE_COLUMNS, CANDLE_KEYS, OPTIONAL_CANDLE_COLUMNS, QUARANTINE_CANDLES
 from sentinance.expectations.checkpoint import Contract, Validation, check, not_null, numbers, typed, validate
 from sentinance.settings import INTERVAL_SECONDS, Settings
 
 TEXT_COLUMNS = ["exchange", "symbol", "interval"]
 PRICE_COLUMNS = ["open", "high", "low", "close"]
 NUMERIC_COLUMNS = [*PRICE_COLUMNS, "volume"]
-MARKET_COLUMNS = CANDLE_COLUMNS  # what a source sends: every field is checked and hashed
+MARKET_COLUMNS = [*CANDLE_COLUMNS, *OPTIONAL_CANDLE_COLUMNS]  # what a source sends: every field is checked and hashed
 
 
 def _expectations() -> list[gxe.Expectation]:
@@ -51,7 +51,12 @@ def coerce_candles(df: pd.DataFrame) -> pd.DataFrame:
 
     Missing market columns are added as nulls; non-integral or infinite numbers become null.
     """
-    out = typed(df, text_columns=TEXT_COLUMNS, time_columns=["open_time"], number_columns=NUMERIC_COLUMNS)
+    out = typed(
+        df,
+        text_columns=TEXT_COLUMNS,
+        time_columns=["open_time"],
+        number_columns=[*NUMERIC_COLUMNS, *OPTIONAL_CANDLE_COLUMNS],
+    )
     counts = numbers(out.get("trade_count"), out.index)
     out["trade_count"] = counts.where(counts == counts.round()).astype("Int64")
     return out

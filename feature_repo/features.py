@@ -1,10 +1,10 @@
 """Feast definitions over the dbt mart of the forecaster's contract (``sentinance.catalog.FORECASTER``).
 
 The view's columns follow the contract and the sequence length setting
-(``SENTINANCE_SEQUENCE_LENGTH``), the same values dbt built the mart's lag columns from.
+(``SENTINANCE_SEQUENCE_LENGTH``), the same values dbt built the mart's lag columns from. The
+contract's interval keys the view (``instrument_<interval>_features``) and sets its TTL in
+periods (docs/adr/0007-intervals-downstream-of-bronze.md).
 """
-
-from datetime import timedelta
 
 from feast import Entity, FeatureService, FeatureView, Field, Project, ValueType
 from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
@@ -14,6 +14,11 @@ from sentinance.catalog import FORECASTER
 from sentinance.settings import get_settings
 
 SEQUENCE_LENGTH = get_settings().sequence_length
+# A row's lag columns already hold the last SEQUENCE_LENGTH periods, so only the row itself needs
+# to be fresh: older than a few periods it describes a market that has moved on, and a
+# one-period-ahead forecast from it would target a period already past. Six still bridge a short
+# feed outage (a few missing candles) in point-in-time joins and bound the first materialization.
+TTL_PERIODS = 6
 
 project = Project(name="sentinance", description="Crypto market features for forecasting")
 
@@ -31,26 +36,21 @@ training_features_source = PostgreSQLSource(
     description="dbt mart: one row per instrument and period, with lagged features",
 )
 
-instrument_hourly_features = FeatureView(
+instrument_features = FeatureView(
     name=FORECASTER.feature_view,
     entities=[instrument],
-    # TTL 6 h: a row's lag columns already hold the last SEQUENCE_LENGTH hours, so only the
-    # row itself needs to be fresh. A row older than a few hours describes a market that has
-    # moved on, and a 1 h-ahead forecast from it would target an hour already past; 6 h still
-    # bridges a short feed outage (a few missing candles) in point-in-time joins and bounds the
-    # first materialization window.
-    ttl=timedelta(hours=6),
+    ttl=TTL_PERIODS * FORECASTER.period,
     schema=[
         Field(name=FORECASTER.entity_key, dtype=String),
         *[Field(name=column, dtype=Float64) for column in FORECASTER.served_columns(SEQUENCE_LENGTH)],
     ],
     online=True,
     source=training_features_source,
-    tags={"sequence_length": str(SEQUENCE_LENGTH), "owner": "sentinance"},
+    tags={"sequence_length": str(SEQUENCE_LENGTH), "interval": FORECASTER.interval, "owner": "sentinance"},
 )
 
 lstm_forecaster_v1 = FeatureService(
     name=FORECASTER.feature_service,
-    features=[instrument_hourly_features],
-    description="Inputs of the LSTM next-hour log-return forecaster",
+    features=[instrument_features],
+    description=f"Inputs of the LSTM forecaster of the next {FORECASTER.interval} log return",
 )

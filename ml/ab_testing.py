@@ -1,11 +1,12 @@
 """A/B comparison of champion and challenger on the same targets.
 
-Batch scoring writes both versions' forecasts of the same (instrument, hour) to the
-predictions table (the challenger as a shadow); once the hours are over, the mart's
+Batch scoring writes both versions' forecasts of the same (instrument, period) to the
+predictions table (the challenger as a shadow); once the periods are over, the mart's
 ``next_log_return`` is the actual. The challenger is better if its mean loss is lower and
-both one-sided tests (Diebold–Mariano with the HLN correction, paired t) on the hourly
-mean losses reject at ``alpha`` (:func:`sentinance.ml.evaluation.compare`). Fewer than
-``min_hours`` paired hours is reported as insufficient and not tested. Every outcome is
+both one-sided tests (Diebold–Mariano with the HLN correction, paired t) on the mean losses
+per period reject at ``alpha`` (:func:`sentinance.ml.evaluation.compare`). Fewer than
+``min_periods`` paired periods (of the contract's interval) is reported as insufficient and
+not tested. Every outcome is
 logged to the MLflow experiment ``sentinance-monitoring`` and tagged on the challenger.
 """
 
@@ -25,7 +26,7 @@ from sentinance.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-MIN_HOURS = 30
+MIN_PERIODS = 30
 COMPARED, INSUFFICIENT, SKIPPED = "compared", "insufficient_data", "skipped"
 
 
@@ -35,9 +36,9 @@ class ABResult:
     reason: str
     champion_version: str | None
     challenger_version: str | None
-    pairs: int  # (instrument, hour) rows both versions forecast and whose actual is known
-    hours: int  # the tests' sample size
-    min_hours: int
+    pairs: int  # (instrument, period) rows both versions forecast and whose actual is known
+    periods: int  # the tests' sample size
+    min_periods: int
     comparison: dict | None  # challenger (a) against champion (b), see evaluation.Comparison
     challenger_better: bool
     run_id: str
@@ -77,9 +78,13 @@ def paired_forecasts(settings: Settings, champion: str, challenger: str) -> pd.D
 
 
 def compare_champion_challenger(
-    settings: Settings | None = None, *, alpha: float = 0.05, min_hours: int = MIN_HOURS, loss_kind: str = "squared"
+    settings: Settings | None = None,
+    *,
+    alpha: float = 0.05,
+    min_periods: int = MIN_PERIODS,
+    loss_kind: str = "squared",
 ) -> ABResult:
-    """Test whether the challenger beats the champion on the hours both forecast."""
+    """Test whether the challenger beats the champion on the periods both forecast."""
     settings = settings or get_settings()
     champion = registry.alias_version(settings, registry.CHAMPION)
     challenger = registry.alias_version(settings, registry.CHALLENGER)
@@ -90,9 +95,9 @@ def compare_champion_challenger(
         status, reason = SKIPPED, "needs a champion and a different challenger"
     else:
         pairs = paired_forecasts(settings, *versions)
-        hours = pairs["feature_time"].nunique()
-        if hours < min_hours:
-            status, reason = INSUFFICIENT, f"{hours} paired hours with actuals < minimum {min_hours}"
+        periods = pairs["feature_time"].nunique()
+        if periods < min_periods:
+            status, reason = INSUFFICIENT, f"{periods} paired periods with actuals < minimum {min_periods}"
         else:
             comparison = evaluation.compare(
                 evaluation.loss(pairs["challenger"], pairs["actual"], loss_kind),
@@ -103,10 +108,10 @@ def compare_champion_challenger(
             status = COMPARED
             reason = (
                 f"challenger {'better' if comparison.a_better else 'not better'} "
-                f"(DM p={comparison.dm_pvalue:.3g}, t p={comparison.t_pvalue:.3g}, {comparison.hours} h)"
+                f"(DM p={comparison.dm_pvalue:.3g}, t p={comparison.t_pvalue:.3g}, {comparison.periods} periods)"
             )
     challenger_better = bool(comparison and comparison.a_better)
-    hours = int(pairs["feature_time"].nunique()) if len(pairs) else 0
+    periods = int(pairs["feature_time"].nunique()) if len(pairs) else 0
 
     mlflow.set_experiment(experiment_id=registry.experiment(settings, registry.MONITORING_EXPERIMENT))
     with mlflow.start_run(run_name=f"ab-v{versions[0]}-vs-v{versions[1]}") as run:
@@ -115,12 +120,12 @@ def compare_champion_challenger(
                 "champion_version": versions[0],
                 "challenger_version": versions[1],
                 "alpha": alpha,
-                "min_hours": min_hours,
+                "min_periods": min_periods,
                 "loss": loss_kind,
             }
         )
         mlflow.log_metrics(
-            {"pairs": float(len(pairs)), "hours": float(hours), **(comparison.as_dict("ab_") if comparison else {})}
+            {"pairs": float(len(pairs)), "periods": float(periods), **(comparison.as_dict("ab_") if comparison else {})}
         )
         mlflow.set_tags({"status": status, "challenger_better": str(challenger_better).lower()})
         result = ABResult(
@@ -128,8 +133,8 @@ def compare_champion_challenger(
             reason,
             *versions,
             len(pairs),
-            hours,
-            min_hours,
+            periods,
+            min_periods,
             comparison.as_dict() if comparison else None,
             challenger_better,
             run.info.run_id,

@@ -51,7 +51,7 @@ class DriftResult:
     max_psi: float
     drifted: bool  # feature drift
     prediction: dict | None  # ks_statistic, ks_pvalue, psi, drifted (None without a model)
-    performance: dict | None  # rows, hours, maes and ratios, DM / t p-values, drifted
+    performance: dict | None  # rows, periods, maes and ratios, DM / t p-values, drifted
     retrain: bool
     reasons: tuple[str, ...]
     model_version: str | None
@@ -143,7 +143,7 @@ def _performance(current: pd.DataFrame, predicted: np.ndarray, train_end: pd.Tim
     persistence_mae = float(np.mean(np.abs(actual)))
     return {
         "rows": len(rows),
-        "hours": worse.hours,
+        "periods": worse.periods,
         "lstm_mae": mae,
         "persistence_mae": persistence_mae,
         "mae_ratio": mae / persistence_mae,

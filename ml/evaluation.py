@@ -2,7 +2,8 @@
 tests that compare two forecasters on the same targets (Diebold–Mariano, paired t).
 
 Everything here is plain NumPy/pandas on a training-set frame (one row per instrument and
-hour, lag columns ``<feature>_lag_<i>``, ``close`` and the label): no Feast, no MLflow.
+period of the model contract's interval, lag columns ``<feature>_lag_<i>``, ``close`` and the
+label): no Feast, no MLflow.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ METRICS = ("mape", "rmse", "mae", "directional_accuracy")
 @dataclass(frozen=True)
 class FoldWindow:
     """One walk-forward fold: fit on [train_start, validation_start - embargo), early-stop on
-    [validation_start, validation_end], test on [test_start, test_end] (all inclusive hours)."""
+    [validation_start, validation_end], test on [test_start, test_end] (all inclusive periods)."""
 
     index: int
     train_start: pd.Timestamp
@@ -59,28 +60,28 @@ def walk_forward(
     fold's training length), minus an embargo before the validation tail and another before
     the test window, so no input window or label straddles two parts.
     """
-    hours = pd.Series(pd.to_datetime(times, utc=True).drop_duplicates().sort_values().to_numpy())
-    n = len(hours)
+    periods = pd.Series(pd.to_datetime(times, utc=True).drop_duplicates().sort_values().to_numpy())
+    n = len(periods)
     test_len = int(n * test_fraction)
     if n_folds < 1 or test_len < 1:
-        raise MissingInputError(f"{n} hours cannot hold {n_folds} test windows of {test_fraction:.0%}")
+        raise MissingInputError(f"{n} periods cannot hold {n_folds} test windows of {test_fraction:.0%}")
     folds: list[FoldWindow] = []
     first_length: pd.Timedelta | None = None
     for k in range(n_folds):
         start = n - (n_folds - k) * test_len
-        test_start, test_end = hours.iloc[start], hours.iloc[start + test_len - 1]
-        fit_hours = hours[hours < test_start - embargo]
+        test_start, test_end = periods.iloc[start], periods.iloc[start + test_len - 1]
+        fit_periods = periods[periods < test_start - embargo]
         if first_length is not None and window == "rolling":
-            fit_hours = fit_hours[fit_hours > fit_hours.iloc[-1] - first_length]
-        validation = fit_hours.iloc[int(len(fit_hours) * (1 - validation_fraction)) :]
-        train = fit_hours[fit_hours < validation.iloc[0] - embargo] if len(validation) else validation
+            fit_periods = fit_periods[fit_periods > fit_periods.iloc[-1] - first_length]
+        validation = fit_periods.iloc[int(len(fit_periods) * (1 - validation_fraction)) :]
+        train = fit_periods[fit_periods < validation.iloc[0] - embargo] if len(validation) else validation
         if train.empty or validation.empty:
             raise MissingInputError(
                 f"fold {k}: too little history before {test_start} for a training and validation part "
                 f"with an embargo of {embargo}"
             )
         if first_length is None:
-            first_length = fit_hours.iloc[-1] - fit_hours.iloc[0]
+            first_length = fit_periods.iloc[-1] - fit_periods.iloc[0]
         folds.append(
             FoldWindow(k, train.iloc[0], train.iloc[-1], validation.iloc[0], validation.iloc[-1], test_start, test_end)
         )
@@ -101,7 +102,7 @@ def ema_forecast(frame: pd.DataFrame, sequence_length: int, span: int) -> np.nda
 
 
 def naive_direction(frame: pd.DataFrame) -> np.ndarray:
-    """The last hour's direction repeated: persistence's direction call (its point forecast has none)."""
+    """The last period's direction repeated: persistence's direction call (its point forecast has none)."""
     return np.sign(frame["log_return_lag_0"].to_numpy(np.float64))
 
 
@@ -133,11 +134,11 @@ def loss(predicted: np.ndarray, actual: np.ndarray, kind: Literal["squared", "ab
 class Comparison:
     """Is forecaster A better than B on the same targets? One-sided tests on d = loss_A - loss_B.
 
-    The losses are averaged per hour across instruments first (instruments of one asset move
-    together, so their rows are not independent); ``hours`` is the test's sample size.
+    The losses are averaged per period across instruments first (instruments of one asset move
+    together, so their rows are not independent); ``periods`` is the test's sample size.
     """
 
-    hours: int
+    periods: int
     mean_loss_a: float
     mean_loss_b: float
     dm_statistic: float
@@ -182,10 +183,10 @@ def diebold_mariano(differential: np.ndarray, horizon: int = 1, max_lag: int | N
     return float(statistic), float(stats.t.cdf(statistic, df=n - 1))
 
 
-def compare(loss_a: np.ndarray, loss_b: np.ndarray, hours: np.ndarray | pd.Series, *, alpha: float) -> Comparison:
-    """Compare two forecasters' losses on the same rows (aligned), tested on hourly means."""
-    per_hour = pd.DataFrame({"a": loss_a, "b": loss_b, "hour": np.asarray(hours)}).groupby("hour").mean()
-    a, b = per_hour["a"].to_numpy(), per_hour["b"].to_numpy()
+def compare(loss_a: np.ndarray, loss_b: np.ndarray, times: np.ndarray | pd.Series, *, alpha: float) -> Comparison:
+    """Compare two forecasters' losses on the same rows (aligned), tested on the means per period (``times``)."""
+    per_period = pd.DataFrame({"a": loss_a, "b": loss_b, "time": np.asarray(times)}).groupby("time").mean()
+    a, b = per_period["a"].to_numpy(), per_period["b"].to_numpy()
     dm_statistic, dm_pvalue = diebold_mariano(a - b)
     if len(a) >= 3 and np.any(a != b):
         t = stats.ttest_rel(a, b, alternative="less")

@@ -6,7 +6,7 @@
   features per lag. Units: the model's output, log return.
 * LIME: ``lime.lime_tabular.RecurrentTabularExplainer`` fits a local linear surrogate
   around each of a few recent inputs; its weights name lagged features (``basis_bps_t-0``
-  is the latest hour).
+  is the latest period).
 
 Both are logged to the active MLflow run under ``explanations/`` (JSON values and PNG plots).
 """
@@ -23,6 +23,7 @@ from lime.lime_tabular import RecurrentTabularExplainer
 from matplotlib.figure import Figure
 from torch import nn
 
+from sentinance.catalog import FORECASTER
 from sentinance.ml.model import LSTMForecaster
 
 ARTIFACT_DIR = "explanations"
@@ -56,7 +57,7 @@ def _sample(x: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
 def shap_importance(
     model: LSTMForecaster, background: np.ndarray, samples: np.ndarray, params: ExplainParams, seed: int
 ) -> dict:
-    """Mean |SHAP| per feature, per lag (0 = latest hour) and per (lag, feature)."""
+    """Mean |SHAP| per feature, per lag (0 = latest period) and per (lag, feature)."""
     rng = np.random.default_rng(seed)
     model.eval()
     explainer = shap.GradientExplainer(
@@ -118,7 +119,7 @@ def _heatmap(importance: dict) -> Figure:
     ax = figure.subplots()
     image = ax.imshow(cells, aspect="auto", cmap="viridis")
     ax.set_yticks(range(len(features)), features)
-    ax.set_xlabel("lag (hours before the forecast; 0 = latest)")
+    ax.set_xlabel(f"lag ({FORECASTER.interval} periods before the forecast; 0 = latest)")
     ax.set_title("mean |SHAP| per lag and feature")
     figure.colorbar(image, ax=ax)
     return figure

@@ -19,7 +19,7 @@ import logging
 import re
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +122,7 @@ def _arm_online_store_fault(settings: Settings, store: FeatureStore) -> None:
 def materialize(settings: Settings | None = None, end: datetime | None = None) -> dict:
     """Load the latest mart rows up to ``end`` into the online store (incremental).
 
-    ``end`` defaults to one hour after the mart's latest event. The first run of a view
+    ``end`` defaults to one period (the contract's interval) after the mart's latest event. The first run of a view
     loads the window ``[end - ttl, end]`` (Feast would use the wall clock instead of
     ``end``); later runs continue from the previous run's end.
     """
@@ -132,7 +132,7 @@ def materialize(settings: Settings | None = None, end: datetime | None = None) -
         latest = query(settings, f"SELECT max({FORECASTER.timestamp}) AS latest FROM {FORECASTER.mart}")["latest"].iloc[
             0
         ]
-        end = pd.Timestamp(latest).to_pydatetime() + timedelta(hours=1)
+        end = pd.Timestamp(latest).to_pydatetime() + FORECASTER.period
     view = store.get_feature_view(FORECASTER.feature_view)
     _arm_online_store_fault(settings, store)
     start = view.most_recent_end_time

@@ -1,4 +1,4 @@
-"""The LSTM next-hour log-return forecaster, with its feature scaling inside the module.
+"""The LSTM next-period log-return forecaster, with its feature scaling inside the module.
 
 The module takes raw feature sequences ``(batch, seq_len, n_features)`` (oldest step
 first) and returns raw next-period log returns ``(batch,)``: the mean/std of the inputs

@@ -6,13 +6,15 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from sentinance.catalog import FORECASTER
+
 MODELS = ("lstm", "persistence", "ema")
 
 
 def forecast_vs_actual(predictions: pd.DataFrame, instrument: str) -> Figure:
     """One instrument over the newest fold: next close (actual vs forecasts) and the log returns."""
     rows = predictions[predictions["instrument_id"] == instrument].sort_values("event_timestamp")
-    target = rows["event_timestamp"] + pd.Timedelta(hours=1)
+    target = rows["event_timestamp"] + FORECASTER.period
     figure = Figure(figsize=(11, 6), layout="constrained")
     price, returns = figure.subplots(2, 1, sharex=True)
     price.plot(target, rows["close"] * np.exp(rows["actual"]), color="black", lw=1.2, label="actual")
@@ -49,7 +51,7 @@ def error_by_fold(metrics: dict[str, float], n_folds: int) -> Figure:
             MODELS,
             lambda k, m: metrics[f"fold{k}_{m}_directional_accuracy"],
             0.5,
-            "directional accuracy (persistence: last hour's sign)",
+            "directional accuracy (persistence: last period's sign)",
         ),
     ):
         width = 0.8 / len(models)

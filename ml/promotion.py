@@ -4,8 +4,8 @@ current champion on the same out-of-sample rows.
 The rows are the newest walk-forward fold's test window, which the new version never saw.
 The current champion is scored on those of them after its own training window ended
 (``train_end`` on its run), so its errors are out-of-sample too. "Beats" means a lower mean
-loss and both one-sided tests — Diebold–Mariano (HLN) and the paired t-test on hourly mean
-losses — significant at ``alpha`` (:class:`sentinance.ml.evaluation.Comparison`).
+loss and both one-sided tests — Diebold–Mariano (HLN) and the paired t-test on the mean
+losses per period — significant at ``alpha`` (:class:`sentinance.ml.evaluation.Comparison`).
 """
 
 from __future__ import annotations
@@ -70,9 +70,9 @@ def _champion_predictions(settings: Settings, holdout: pd.DataFrame) -> tuple[st
 def decide(settings: Settings, holdout: pd.DataFrame, *, alpha: float, loss_kind: str) -> GateDecision:
     """Gate the new version on ``holdout`` (the newest fold's test rows with lag columns and the
     columns ``actual``, ``lstm`` and ``persistence``)."""
-    hours, actual = holdout["event_timestamp"], holdout["actual"]
+    times, actual = holdout["event_timestamp"], holdout["actual"]
     new_loss = loss(holdout["lstm"], actual, loss_kind)
-    vs_persistence = compare(new_loss, loss(holdout["persistence"], actual, loss_kind), hours, alpha=alpha)
+    vs_persistence = compare(new_loss, loss(holdout["persistence"], actual, loss_kind), times, alpha=alpha)
     champion = _champion_predictions(settings, holdout)
     vs_champion, champion_version = None, None
     if isinstance(champion, str):
@@ -81,12 +81,13 @@ def decide(settings: Settings, holdout: pd.DataFrame, *, alpha: float, loss_kind
     else:
         champion_version, unseen, predicted = champion
         vs_champion = compare(
-            new_loss[unseen.to_numpy()], loss(predicted, actual[unseen], loss_kind), hours[unseen], alpha=alpha
+            new_loss[unseen.to_numpy()], loss(predicted, actual[unseen], loss_kind), times[unseen], alpha=alpha
         )
         note = f"vs champion v{champion_version}: {'better' if vs_champion.a_better else 'not better'}"
     promoted = vs_persistence.a_better and (vs_champion is None or vs_champion.a_better)
     reason = (
         f"vs persistence: {'better' if vs_persistence.a_better else 'not better'} "
-        f"(DM p={vs_persistence.dm_pvalue:.3g}, t p={vs_persistence.t_pvalue:.3g}, {vs_persistence.hours} h); {note}"
+        f"(DM p={vs_persistence.dm_pvalue:.3g}, t p={vs_persistence.t_pvalue:.3g}, "
+        f"{vs_persistence.periods} periods); {note}"
     )
     return GateDecision(promoted, reason, vs_persistence, vs_champion, champion_version)

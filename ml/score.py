@@ -4,15 +4,16 @@ The champion serves; the challenger, when it is another version, shadow-scores t
 inputs so the two can be compared on the same targets (:mod:`sentinance.ml.ab_testing`).
 Without a champion the challenger serves alone. Predictions go to the gold Delta table
 ``predictions`` (Change Data Feed on), merged on (instrument_id, target_time,
-model_version): rescoring the same hour adds no row, and rewrites one (with its new
-``scored_at``) only when its forecast or its version's alias changed.
+model_version): rescoring the same period adds no row, and rewrites one (with its new
+``scored_at``) only when its forecast or its version's alias changed. A forecast targets the
+period after its features', one interval of the model contract later.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -56,7 +57,7 @@ def predict(version: ModelVersion, alias: str, online: pd.DataFrame, scored_at: 
         {
             "instrument_id": rows["instrument_id"],
             "feature_time": rows["event_timestamp"],
-            "target_time": rows["event_timestamp"] + timedelta(hours=1),
+            "target_time": rows["event_timestamp"] + FORECASTER.period,
             "predicted_log_return": predicted,
             "predicted_close": rows["close"].astype("float64") * np.exp(predicted),
             "model_name": FORECASTER.name,
@@ -68,7 +69,7 @@ def predict(version: ModelVersion, alias: str, online: pd.DataFrame, scored_at: 
 
 
 def score_latest(settings: Settings | None = None) -> ScoreResult:
-    """Forecast the next hour for every instrument of the mart from its latest online features."""
+    """Forecast the next period for every instrument of the mart from its latest online features."""
     settings = settings or get_settings()
     version, alias = registry.serving_version(settings)
     challenger = registry.alias_version(settings, registry.CHALLENGER)

@@ -69,8 +69,8 @@ class TrainParams:
     test_fraction: float = 0.1  # of the timeline, per fold
     validation_fraction: float = 0.15  # of each fold's fitting window, its tail, for early stopping
     window: Literal["expanding", "rolling"] = "expanding"
-    embargo_hours: int | None = None  # None: sequence_length
-    ema_span: int = 6  # hours, of the EMA drift baseline
+    embargo_periods: int | None = None  # None: sequence_length; periods of the contract's interval
+    ema_span: int = 6  # periods, of the EMA drift baseline
     alpha: float = 0.05  # significance of the gate's tests
     gate_loss: Literal["squared", "absolute"] = "squared"
     num_threads: int = 1  # the model is tiny: more intra-op threads only spin, badly so on a busy machine
@@ -78,7 +78,7 @@ class TrainParams:
 
     @property
     def embargo(self) -> timedelta:
-        return timedelta(hours=self.sequence_length if self.embargo_hours is None else self.embargo_hours)
+        return FORECASTER.period * (self.sequence_length if self.embargo_periods is None else self.embargo_periods)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -267,7 +267,11 @@ def _log_model(model: LSTMForecaster, example_x: np.ndarray, params: TrainParams
             signature=infer_signature(example, model.predict(example)),
             input_example=example,
             registered_model_name=FORECASTER.name,
-            metadata={"sequence_length": params.sequence_length, "features": list(FORECASTER.features)},
+            metadata={
+                "sequence_length": params.sequence_length,
+                "features": list(FORECASTER.features),
+                "interval": FORECASTER.interval,
+            },
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}", "numpy"],
         )
     return str(info.registered_model_version)
@@ -329,7 +333,7 @@ def train_and_register(
                 "features": ",".join(FORECASTER.features),
                 "feature_service": FORECASTER.feature_service,
                 "train_start": window.train_start.isoformat(),
-                "train_end": window.validation_end.isoformat(),  # the last hour the registered model was fitted on
+                "train_end": window.validation_end.isoformat(),  # the last period the registered model was fitted on
                 "holdout_start": window.test_start.isoformat(),
                 "holdout_end": window.test_end.isoformat(),
                 **{f"fold{f.window.index}_test_start": f.window.test_start.isoformat() for f in result.folds},
@@ -346,7 +350,7 @@ def train_and_register(
         mlflow.log_figure(plots.forecast_vs_actual(newest.test, instrument), "plots/forecast_vs_actual.png")
         _log_datasets(frame, newest.test, ref)
         test_x = to_sequences(newest.test, params.sequence_length)
-        recent = newest.test.tail(explain_params.lime_instances)  # the newest hour's rows come last
+        recent = newest.test.tail(explain_params.lime_instances)  # the newest period's rows come last
         labels = [f"{r.instrument_id} at {r.event_timestamp:%Y-%m-%d %H:%M}" for r in recent.itertuples()]
         explain.log_explanations(
             newest.model, newest.train_x, test_x, test_x[-len(recent) :], labels, explain_params, params.seed

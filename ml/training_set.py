@@ -51,7 +51,10 @@ def build(settings: Settings) -> pd.DataFrame:
         f"WHERE is_complete AND {FORECASTER.label} IS NOT NULL",
     )
     if entity_df.empty:
-        raise MissingInputError(f"{FORECASTER.mart} has no complete labelled rows to train on: land more history")
+        why = "land more history"
+        if FORECASTER.interval not in settings.universe.intervals:
+            why = f"SENTINANCE_INTERVALS has no {FORECASTER.interval}, the interval the forecaster's contract reads"
+        raise MissingInputError(f"{FORECASTER.mart} has no complete labelled rows to train on: {why}")
     entity_df[FORECASTER.label] = entity_df[FORECASTER.label].astype("float64")
     frame = feature_store.historical_features(settings, entity_df)
     return frame[sorted(frame.columns)].astype({FORECASTER.timestamp: "datetime64[us, UTC]"})

@@ -5,14 +5,16 @@ read their tables from here; dbt receives the model contract as vars (:func:`dbt
 :class:`Table` names its layer, keys, Arrow schema, partitioning, whether the Delta change data
 feed is on and which warehouse table (``lake.<name>``) mirrors it. :data:`FORECASTER` is the
 model contract: its input features (the mart keeps ``sequence_length`` lags of each), label,
-candle interval, mart, Feast feature view and service, and registered model name. The sequence
-length itself is a setting (``SENTINANCE_SEQUENCE_LENGTH``).
+candle interval (which keys its feature view and sets its periods: ADR 0007), mart, Feast
+feature view and service, and registered model name. The sequence length itself is a setting
+(``SENTINANCE_SEQUENCE_LENGTH``). :data:`ANOMALY_INTERVAL` is the candles the detectors flag.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Literal
 
 import pyarrow as pa
@@ -28,7 +30,7 @@ CANDLE_KEYS = [*SERIES_KEYS, "open_time"]
 TRADE_KEYS = ["exchange", "symbol", "trade_id"]
 
 LINEAGE_FIELDS = [
-    pa.field("source", pa.string(), nullable=False),  # simulator | live | replay
+    pa.field("source", pa.string(), nullable=False),  # simulator | live | replay | bulk
     pa.field("ingested_at", TS, nullable=False),
     pa.field("flow_run_id", pa.string(), nullable=True),
     pa.field("payload_hash", pa.string(), nullable=False),  # sha256 of the canonical raw record
@@ -47,6 +49,8 @@ _CANDLES = pa.schema(
         pa.field("volume", pa.float64()),  # base-asset units
         pa.field("trade_count", pa.int64()),
         *LINEAGE_FIELDS,
+        # added later, appended: published by some exchanges only (null elsewhere); docs/ingestion.md
+        pa.field("quote_volume", pa.float64()),  # quote-asset units
     ]
 )
 
@@ -92,9 +96,11 @@ _QUARANTINE_TRADES = pa.schema(
     ]
 )
 
-# the raw records a source produces (simulator, exchange connectors): a table's columns without lineage
+# the raw records a source produces (simulator, exchange connectors): a table's columns without lineage;
+# the optional ones only where the exchange publishes them (a record without them lands them null)
 _LINEAGE = {f.name for f in LINEAGE_FIELDS}
-CANDLE_COLUMNS = [name for name in _CANDLES.names if name not in _LINEAGE]
+OPTIONAL_CANDLE_COLUMNS = ["quote_volume"]
+CANDLE_COLUMNS = [name for name in _CANDLES.names if name not in _LINEAGE and name not in OPTIONAL_CANDLE_COLUMNS]
 TRADE_COLUMNS = [name for name in _TRADES.names if name not in _LINEAGE]
 
 # missing intervals of a series in the windows checked at landing: one row per run of consecutive missing
@@ -171,7 +177,7 @@ _CANDLE_FEATURES = pa.schema(
         pa.field("bb_bandwidth", pa.float64()),
         pa.field("atr_14", pa.float64()),  # Wilder; also state
         pa.field("vwap_24", pa.float64()),  # rolling VWAP of typical price; null if nothing traded
-        pa.field("realized_vol_24", pa.float64()),  # annualised, sqrt(24 * 365) for 1h candles
+        pa.field("realized_vol_24", pa.float64()),  # annualised: sqrt(candles per year), 24 * 365 for 1h
         pa.field("realized_vol_168", pa.float64()),
         pa.field("volume_zscore_24", pa.float64()),  # null when the window's volume is constant
         pa.field("obv", pa.float64()),  # also state
@@ -197,7 +203,7 @@ _PREDICTIONS = pa.schema(
     [
         pa.field("instrument_id", pa.string(), nullable=False),
         pa.field("feature_time", TS, nullable=False),  # event time of the features used
-        pa.field("target_time", TS, nullable=False),  # the period being forecast
+        pa.field("target_time", TS, nullable=False),  # the period being forecast: feature_time + one interval
         pa.field("predicted_log_return", pa.float64(), nullable=False),
         pa.field("predicted_close", pa.float64()),
         pa.field("model_name", pa.string(), nullable=False),
@@ -223,6 +229,8 @@ _ANOMALIES = pa.schema(
     ]
 )
 ANOMALY_KEYS = ["anomaly_id"]
+# the candles the detectors read and flag (an anomaly's start/end are their open_times): docs/detectors.md
+ANOMALY_INTERVAL = "1h"
 
 
 # -- tables ------------------------------------------------------------------------------------
@@ -332,7 +340,7 @@ CROSS_EXCHANGE_FEATURES = Table(
     CROSS_EXCHANGE_KEYS,
     change_feed=True,
     mirror="cross_exchange_features",
-    description="per asset and hour across exchanges",
+    description="per asset, interval and period across exchanges",
 )
 ANOMALIES = Table(
     "gold",
@@ -402,14 +410,23 @@ class ModelContract:
     name: str  # the registered model in MLflow
     features: tuple[str, ...]  # per-period inputs, oldest lag first in a sequence
     label: str
-    interval: str  # candles the model forecasts
+    interval: str  # the candles the model reads and forecasts one of ahead; keys its feature view
     mart: str  # schema.table built by dbt
-    feature_view: str
     feature_service: str
     entity: str = "instrument"
     entity_key: str = "instrument_id"
     timestamp: str = "event_timestamp"
     context: tuple[str, ...] = field(default=("close",))  # served beside the lags (returns -> prices)
+
+    @property
+    def period(self) -> timedelta:
+        """One interval: a lag's step, the forecast horizon (target_time = feature_time + period)."""
+        return timedelta(seconds=INTERVAL_SECONDS[self.interval])
+
+    @property
+    def feature_view(self) -> str:
+        """The Feast feature view of the contract's interval: ``instrument_1h_features``."""
+        return f"{self.entity}_{self.interval}_features"
 
     def lag_columns(self, feature: str, sequence_length: int) -> list[str]:
         """The mart's lag columns of ``feature``, oldest first (``<feature>_lag_<i>``, lag 0 is now)."""
@@ -441,7 +458,6 @@ FORECASTER = ModelContract(
     label="next_log_return",
     interval="1h",
     mart="marts.fct_training_features",
-    feature_view="instrument_hourly_features",
     feature_service="lstm_forecaster_v1",
 )
 
@@ -450,6 +466,8 @@ def dbt_vars(settings: Settings) -> dict:
     """What the dbt project reads from the catalog and the settings (``var('sentinance')``)."""
     return {
         "exchanges": list(settings.universe.exchanges),
+        "interval_seconds": dict(INTERVAL_SECONDS),  # every interval bronze accepts
+        "anomaly_interval": ANOMALY_INTERVAL,
         "model": {
             "features": list(FORECASTER.features),
             "label": FORECASTER.label,

@@ -30,7 +30,7 @@ from typing import NoReturn
 
 from sentinance import services
 from sentinance.errors import MissingInputError, SentinanceError, SettingsError
-from sentinance.pipelines.sources import SOURCES
+from sentinance.pipelines.sources import BULK, SOURCES
 from sentinance.settings import Settings, configure, get_settings
 from sentinance.state_lock import state_lock
 
@@ -213,9 +213,34 @@ def _ingest(args: argparse.Namespace) -> int:
 def _backfill(args: argparse.Namespace) -> int:
     from sentinance.pipelines.flows.ingest import default_end
 
+    if args.source == BULK:
+        return _bulk(args, args.end or default_end().to_pydatetime())
     ends = _chunk_ends(args.start, args.end or default_end().to_pydatetime(), args.chunk_days)
     starts = [args.start, *ends[:-1]]
     return _landed(_land_chunks(args, [(s, e, (e - s) / timedelta(days=1)) for s, e in zip(starts, ends, strict=True)]))
+
+
+def _bulk(args: argparse.Namespace, end: datetime) -> int:
+    """Binance's archives file by file (resumable), with a progress bar over the files."""
+    from sentinance.pipelines.sources.archives import EXCHANGE
+
+    if args.exchange and set(args.exchange) != {EXCHANGE}:
+        raise SettingsError(f"--source {BULK} reads Binance's archives: --exchange can only be {EXCHANGE}")
+    from sentinance.pipelines.flows.bulk import backfill_bulk
+
+    with _quiet_prefect_console():
+        result = backfill_bulk(
+            start=args.start, end=end, symbols=args.symbol, include_trades=not args.no_trades, show_progress=True
+        )
+    print(
+        f"{result.files} archive files: {len(result.landed_files)} landed, {result.already_landed} landed before, "
+        f"{len(result.missing)} not in the archive"
+    )
+    for table in ("candles", "trades"):
+        counts = getattr(result, table)
+        print(f"bronze {table}: {counts['landed']} landed, {counts['quarantined']} quarantined of {counts['received']}")
+    print(f"missing candles: {sum(g['missing'] for g in result.gaps)}")
+    return 0
 
 
 def _features(args: argparse.Namespace) -> int:
@@ -433,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--days", type=_positive(int), default=90, help="history to keep in the window (default 90)")
     run.add_argument("--full-refresh", action="store_true", help="recompute silver and marts from scratch")
 
-    def source_options(cmd: argparse.ArgumentParser, chunk_days: float) -> None:
+    def source_options(cmd: argparse.ArgumentParser, chunk_days: float, sources: tuple[str, ...] = SOURCES) -> None:
         cmd.add_argument(
             "--chunk-days",
             type=_positive(float),
@@ -442,9 +467,10 @@ def build_parser() -> argparse.ArgumentParser:
         )
         cmd.add_argument(
             "--source",
-            choices=SOURCES,
+            choices=sources,
             default="simulator",
-            help="simulator (default), live exchange APIs (captured), or replay of the captures",
+            help="simulator (default), live exchange APIs (captured), or replay of the captures"
+            + (f"; {BULK}: Binance's public archives (SENTINANCE_BINANCE_ARCHIVE_URL)" if BULK in sources else ""),
         )
         cmd.add_argument(
             "--exchange",
@@ -483,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     backfill.add_argument("--start", type=_utc_hour, required=True, help="first hour to land, ISO UTC")
     end_option(backfill)
-    source_options(backfill, 7)
+    source_options(backfill, 7, (*SOURCES, BULK))
 
     features = command(
         "features", _features, "Spark features from bronze into silver, loaded into PostgreSQL", writes=True

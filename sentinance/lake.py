@@ -83,6 +83,9 @@ def version(path: str) -> int | None:
 
 def _to_arrow(data: pa.Table | pd.DataFrame, schema: pa.Schema | None) -> pa.Table:
     if isinstance(data, pd.DataFrame):
+        if schema is not None:  # a nullable column appended to the catalog later: null for writers without it
+            missing = [f.name for f in schema if f.nullable and f.name not in data.columns]
+            data = data.assign(**dict.fromkeys(missing)) if missing else data
         return pa.Table.from_pandas(data, schema=schema, preserve_index=False)
     return data.cast(schema) if schema is not None else data
 
@@ -128,11 +131,13 @@ def merge(
     dt = open_table(path)
     if configuration and any(dt.metadata().configuration.get(k) != v for k, v in configuration.items()):
         dt.alter.set_table_properties(configuration)  # e.g. the change data feed turned on for an existing table
+    # a nullable column the catalog appended later is added to an older table in place (schema evolution)
+    evolve = bool(set(table.schema.names) - {f.name for f in dt.schema().fields})
     scope = None if window is None else f"t.{window[0]} >= '{window[1].isoformat()}'"
     predicate = " AND ".join([*(f"t.{k} = s.{k}" for k in keys), *([scope] if scope else [])])
     changed = [change_column] if isinstance(change_column, str) else list(change_column or ())
     update_predicate = " OR ".join(f"t.{c} <> s.{c}" for c in changed) or None
-    merger = dt.merge(table, predicate=predicate, source_alias="s", target_alias="t")
+    merger = dt.merge(table, predicate=predicate, source_alias="s", target_alias="t", merge_schema=evolve)
     if not keep_existing:
         merger = merger.when_matched_update_all(predicate=update_predicate)
     merger = merger.when_not_matched_insert_all()

@@ -66,6 +66,13 @@ SPARK_MASTER = re.compile(r"^(local(\[(\*|[1-9]\d*)(,\s*[1-9]\d*)?\])?|spark://.
 Series = tuple[str, str, str]  # (exchange, symbol, interval)
 
 
+def interval_seconds(interval: str) -> int:
+    """The length of a candle interval code of :data:`INTERVAL_SECONDS`; SettingsError for any other."""
+    if interval not in INTERVAL_SECONDS:
+        raise SettingsError(f"unknown candle interval {interval!r}: one of {', '.join(INTERVAL_SECONDS)}")
+    return INTERVAL_SECONDS[interval]
+
+
 def _items(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
@@ -150,6 +157,7 @@ class Settings(BaseSettings):
     exchanges: Annotated[dict[str, str], NoDecode] = Field(default_factory=lambda: dict(DEFAULT_EXCHANGES))
     assets: Annotated[tuple[str, ...], NoDecode] = DEFAULT_ASSETS
     intervals: Annotated[tuple[str, ...], NoDecode] = DEFAULT_INTERVALS
+    binance_archive_url: str = "https://data.binance.vision"
 
     @classmethod
     def settings_customise_sources(
@@ -178,6 +186,15 @@ class Settings(BaseSettings):
         if url and not re.match(r"^postgres(ql)?://", url):
             raise ValueError("must be a postgresql:// URL, e.g. postgresql://user:password@host:5432/db")
         return url or None
+
+    @field_validator("binance_archive_url")
+    @classmethod
+    def _archive_url(cls, url: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", url):
+            raise ValueError(
+                "must be an http(s):// URL of Binance's public data archive, e.g. https://data.binance.vision"
+            )
+        return url.rstrip("/")
 
     @field_validator("spark_master")
     @classmethod

@@ -25,6 +25,9 @@ _LOCAL_CONF = {
 _COMMON_CONF = {
     "spark.sql.adaptive.enabled": "true",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
+    # a series travels to its Python worker in batches of this many rows: fewer, larger batches cost
+    # less per row (benchmarks/features.py); a series of 100,000 rows is a few tens of MB
+    "spark.sql.execution.arrow.maxRecordsPerBatch": "100000",
     "spark.sql.session.timeZone": "UTC",
 }
 _DELTA_SPARK_CONF = {

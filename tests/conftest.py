@@ -64,12 +64,6 @@ def fresh_settings() -> Settings:
 
 
 @pytest.fixture(scope="session")
-def recorded() -> Path:
-    """Exchange responses as each API sends them (tests/fixtures/recorded/<exchange>/)."""
-    return Path(__file__).parent / "fixtures" / "recorded"
-
-
-@pytest.fixture(scope="session")
 def lakehouse_window() -> tuple[datetime, int]:
     """(end, days) of the session's lakehouse run."""
     return LAKEHOUSE_END, LAKEHOUSE_DAYS

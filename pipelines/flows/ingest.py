@@ -1,23 +1,27 @@
-"""The ``ingest`` Prefect flow: fetch every (exchange, symbol) as its own task, land each bronze table once.
+"""The ``ingest`` Prefect flow: candles and trades of every series, each fetched as its own task and landed
+on its own, each table once.
 
-* **Plan** - one :class:`SeriesSpec` per (exchange, symbol): the window ``[start, end)`` from the
-  series' bronze watermark (+ one interval), or ``end - days`` when later / the series is new, or
-  an explicit ``start`` (a backfill; landing is idempotent). ``replay`` without ``start`` replays
-  the windows of the latest ``live`` run, recorded in ``<captures>/runs/``.
-* **Fetch** - ``fetch_series`` tasks run in a ThreadPoolTaskRunner (``MAX_WORKERS`` threads),
-  tagged ``exchange:<name>`` for Prefect tag concurrency limits on a server; in ``live`` mode the
-  series of one exchange share one connector (one rate limiter) behind a lock. ``live`` captures
-  every response body (``$SENTINANCE_HOME/captures``) so that ``replay`` reproduces the run
-  offline; transient exchange errors are retried (task retries on top of the client's own).
-  A failing series is logged and recorded; the others go on.
+* **Plan** - one candle series per (exchange, symbol, interval) and one trade series per (exchange,
+  symbol), each with its own window from its own bronze watermark: candles from the latest
+  open_time + one interval, trades after the latest trade time; or from ``end - days`` when later /
+  the series is new; or from an explicit ``start`` (a backfill; landing is idempotent). ``replay``
+  without ``start`` replays the windows of the latest ``live`` run (``<captures>/<run>/run.json``).
+* **Fetch** - one task per series in a ThreadPoolTaskRunner (``MAX_WORKERS`` threads), tagged
+  ``exchange:<name>``. ``live`` goes through ccxt (:mod:`sentinance.pipelines.sources.exchanges`):
+  every series of an exchange shares its one limiter, and every response is captured under
+  ``$SENTINANCE_HOME/captures/<run>/`` so that ``replay`` reproduces the run offline. Transient
+  errors are retried by the task (5 s, 30 s); a ban (418, 429, a throttle or lockout body) stops
+  that exchange until its ``Retry-After`` - never retried sooner, remembered across runs in the
+  state dir (an exchange still banned is skipped) - while the other exchanges go on.
 * **Land** - holding the state dir's single-writer lock (:mod:`sentinance.state_lock`): for the
   simulator, its labels of the fetched windows first (so bronze never holds a trade whose label is
-  missing), then the fetched batches of all series with one GX checkpoint and one Delta merge per
-  table (``bronze.land_candles`` / ``land_trades``, sequential: concurrent delta-rs merges into one
-  table would conflict), then the gap report of every series' whole window, recomputed from bronze
-  (so a run killed after its merges is completed by the rerun, which fetches nothing).
-* **Report** - a progress artifact (``ingest-progress``) advances per series and landing; a table
-  artifact (``ingest-report``) lists fetched / landed / quarantined / missing per series.
+  missing); then the candles of every series that fetched, and separately the trades: one GX
+  checkpoint and one Delta merge per table (sequential: concurrent delta-rs merges into one table
+  conflict). A failed trade series never holds back its candles, nor the reverse. Then the gap
+  report of every candle series' whole window, recomputed from bronze whatever this run fetched (so
+  a run killed after its merges is completed by the rerun, which fetches nothing).
+* **Report** - a progress artifact (``ingest-progress``) and a table artifact (``ingest-report``:
+  per series fetched / landed / quarantined / missing, and bans).
 
 If any series failed, the flow raises :class:`IngestIncomplete` **after** landing the others; the
 exception carries the full :class:`IngestResult` (so the run is Failed, never silently Completed).
@@ -27,13 +31,11 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
@@ -44,14 +46,17 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from sentinance import faults
-from sentinance.catalog import CANDLE_COLUMNS, TRADE_COLUMNS, instrument_id
+from sentinance.catalog import instrument_id
 from sentinance.errors import MissingInputError, SentinanceError, SettingsError
 from sentinance.pipelines.flows.retry import retrying
 from sentinance.pipelines.landing import bronze
 from sentinance.pipelines.landing.simulator_labels import land_simulator_labels
 from sentinance.pipelines.sources import SOURCES, simulator
-from sentinance.pipelines.sources.exchanges import fetch_candles, make_client
-from sentinance.pipelines.sources.exchanges.http import ExchangeClient, ExchangeError, MalformedPayload, split_symbol
+from sentinance.pipelines.sources.exchanges.candles import fetch_candles
+from sentinance.pipelines.sources.exchanges.errors import ExchangeBanned
+from sentinance.pipelines.sources.exchanges.limits import Ban, BanBook
+from sentinance.pipelines.sources.exchanges.trades import fetch_trades
+from sentinance.pipelines.sources.exchanges.venues import Venues, check_exchange, timeframe
 from sentinance.settings import INTERVAL_SECONDS, Settings, configure, get_settings
 from sentinance.state_lock import state_lock
 
@@ -59,6 +64,8 @@ log = logging.getLogger(__name__)
 
 MAX_WORKERS = 4
 Window = tuple[pd.Timestamp, pd.Timestamp]
+Kind = Literal["candles", "trades"]
+MICROSECOND = pd.Timedelta(microseconds=1)
 
 
 class IngestIncomplete(SentinanceError):
@@ -72,44 +79,44 @@ class IngestIncomplete(SentinanceError):
 
 @dataclass(frozen=True)
 class SeriesSpec:
-    """What to fetch for one (exchange, symbol)."""
+    """One series to fetch: the candles of (exchange, symbol, interval), or the trades of (exchange, symbol)."""
 
+    kind: Kind
     exchange: str
     symbol: str
-    interval: str
-    candles: Window
-    trades: Window | None  # None: trades not requested
+    interval: str | None  # None for trades
+    window: Window
 
     @property
     def key(self) -> str:
-        return instrument_id(self.exchange, self.symbol)
+        """``binance:BTC/USDT:1h`` (candles, as the landing counts them) or ``binance:BTC/USDT`` (trades)."""
+        return instrument_id(self.exchange, self.symbol) + (f":{self.interval}" if self.interval else "")
+
+    @property
+    def name(self) -> str:
+        return f"{self.key} {self.kind}"
 
     @property
     def empty(self) -> bool:
-        return self.candles[0] >= self.candles[1] and (self.trades is None or self.trades[0] >= self.trades[1])
-
-
-@dataclass(frozen=True)
-class SeriesBatch:
-    spec: SeriesSpec
-    candles: pd.DataFrame
-    trades: pd.DataFrame | None
+        return self.window[0] >= self.window[1]
 
 
 @dataclass
 class IngestResult:
-    """What one ``ingest`` run did; ``series`` has one row per (exchange, symbol) for the report."""
+    """What one ``ingest`` run did; ``series`` has one row per series (candles and trades) for the report."""
 
     source: str
-    interval: str
+    intervals: list[str]
     end: pd.Timestamp
     flow_run_id: str | None = None
     candles: bronze.LandingResult | None = None
     trades: bronze.LandingResult | None = None
     labels_inserted: int = 0
     gaps: list[dict[str, Any]] = field(default_factory=list)  # bronze/gap_report's rows in this run's windows
-    series: dict[str, dict[str, Any]] = field(default_factory=dict)
-    failures: dict[str, str] = field(default_factory=dict)  # instrument_id -> error
+    series: dict[str, dict[str, Any]] = field(default_factory=dict)  # SeriesSpec.name -> report row
+    failures: dict[str, str] = field(default_factory=dict)  # SeriesSpec.name -> error
+    bans: dict[str, dict[str, str]] = field(default_factory=dict)  # exchange -> until (UTC), reason
+    capture: str | None = None  # the live run's capture directory
 
 
 # -- plan -------------------------------------------------------------------------------------
@@ -127,7 +134,9 @@ def resolve_series(
     for exchange in universe.exchanges:
         for symbol in symbols or universe.assets:
             canonical = symbol.upper() if "/" in symbol else universe.symbol(exchange, symbol)
-            base, _ = split_symbol(canonical)  # validates BASE/QUOTE
+            base, sep, quote = canonical.partition("/")
+            if not (sep and base and quote) or "/" in quote:
+                raise SettingsError(f"symbol must be a base asset or BASE/QUOTE, got {symbol!r}")
             if source == "simulator" and canonical != universe.symbol(exchange, base):
                 raise SettingsError(
                     f"the simulator quotes {exchange} in {universe.exchanges[exchange]}, not {canonical!r}"
@@ -136,7 +145,7 @@ def resolve_series(
     return pairs
 
 
-def _utc(value: datetime | str | None, name: str) -> pd.Timestamp | None:
+def as_utc(value: datetime | str | None, name: str) -> pd.Timestamp | None:
     if value is None:
         return None
     stamp = pd.Timestamp(value)
@@ -145,181 +154,128 @@ def _utc(value: datetime | str | None, name: str) -> pd.Timestamp | None:
     return stamp.tz_convert("UTC")
 
 
-def default_end(interval: str = "1h") -> pd.Timestamp:
-    """The start of the current interval: only closed candles land."""
-    return pd.Timestamp.now(tz="UTC").floor(pd.Timedelta(seconds=_seconds(interval)))
-
-
-def _seconds(interval: str) -> int:
+def _step(interval: str) -> pd.Timedelta:
     if interval not in INTERVAL_SECONDS:
         raise SettingsError(f"unknown interval {interval!r}; known: {', '.join(INTERVAL_SECONDS)}")
-    return INTERVAL_SECONDS[interval]
+    return pd.Timedelta(seconds=INTERVAL_SECONDS[interval])
+
+
+def default_end(interval: str = "1h") -> pd.Timestamp:
+    """The start of the current interval: only closed candles land."""
+    return pd.Timestamp.now(tz="UTC").floor(_step(interval))
 
 
 def plan(
     settings: Settings,
     pairs: Sequence[tuple[str, str]],
     *,
-    interval: str,
+    intervals: Sequence[str],
     end: pd.Timestamp,
     days: float,
     start: pd.Timestamp | None,
     include_trades: bool,
     source: str,
 ) -> list[SeriesSpec]:
-    """Windows per series (see the module docstring); the simulator's history starts at its ORIGIN."""
+    """Windows per series (see the module docstring). Candle windows end at ``end`` floored to their
+    interval; trade windows at ``end`` (the simulator: its hour). The simulator's history starts at its ORIGIN."""
 
     def clamp(stamp: pd.Timestamp) -> pd.Timestamp:
         return max(stamp, simulator.ORIGIN) if source == "simulator" else stamp
 
-    keys = [(e, s, interval) for e, s in pairs]
-    candle_windows = bronze.series_windows(settings, keys, end=end, days=days, start=start)
-    trade_marks = bronze.latest(settings, bronze.TRADES) if include_trades and start is None else pd.Series()
-    step = pd.Timedelta(seconds=_seconds(interval))
     specs = []
-    for (exchange, symbol, _), (first, last) in candle_windows.items():
-        trades = None
-        if include_trades:
-            trade_start = start if start is not None else end - pd.Timedelta(days=days)
-            mark = trade_marks.get((exchange, symbol))
-            if mark is not None:  # the trades of the watermark's interval are complete
-                trade_start = max(trade_start, pd.Timestamp(mark).floor(step) + step)
-            trades = (clamp(trade_start), last)
-        specs.append(SeriesSpec(exchange, symbol, interval, (clamp(first), last), trades))
+    for interval in intervals:
+        step = _step(interval)
+        keys = [(e, s, interval) for e, s in pairs]
+        windows = bronze.series_windows(settings, keys, end=end.floor(step), days=days, start=start)
+        specs += [SeriesSpec("candles", e, s, i, (clamp(first), last)) for (e, s, i), (first, last) in windows.items()]
+    if include_trades:
+        marks = bronze.latest(settings, bronze.TRADES) if start is None else pd.Series()
+        hour = pd.Timedelta(hours=1)
+        trades_end = end.floor(hour) if source == "simulator" else end.floor("s")
+        for exchange, symbol in pairs:
+            first = start if start is not None else (trades_end - pd.Timedelta(days=days)).round("s")
+            mark = marks.get((exchange, symbol))
+            if mark is not None:  # every trade up to the mark landed: continue after it
+                after = pd.Timestamp(mark).floor(hour) + hour if source == "simulator" else pd.Timestamp(mark)
+                first = max(first, after + (MICROSECOND if source != "simulator" else pd.Timedelta(0)))
+            specs.append(SeriesSpec("trades", exchange, symbol, None, (clamp(first), trades_end)))
     return specs
 
 
-def _manifest_dir(capture_dir: Path) -> Path:
-    return capture_dir / "runs"
+def _runs(capture_root: Path) -> list[Path]:
+    return sorted(p.parent for p in capture_root.glob("*/run.json"))
 
 
-def write_manifest(capture_dir: Path, specs: Sequence[SeriesSpec], run_id: str | None, page_limit: int | None) -> Path:
-    """Record a live run's windows and page size: replay must ask for exactly the captured pages."""
-    folder = _manifest_dir(capture_dir)
+def write_manifest(folder: Path, specs: Sequence[SeriesSpec]) -> Path:
+    """Record a live run's series windows: replay must ask for exactly the captured pages."""
     folder.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    path = folder / f"{stamp}-{run_id or 'local'}.json"
     rows = [
-        {
-            "exchange": s.exchange,
-            "symbol": s.symbol,
-            "interval": s.interval,
-            "candles": [t.isoformat() for t in s.candles],
-            "trades": [t.isoformat() for t in s.trades] if s.trades else None,
-        }
+        {"kind": s.kind, "exchange": s.exchange, "symbol": s.symbol, "interval": s.interval}
+        | {"window": [t.isoformat() for t in s.window]}
         for s in specs
     ]
-    path.write_text(json.dumps({"page_limit": page_limit, "series": rows}, indent=1))
+    path = folder / "run.json"
+    path.write_text(json.dumps({"series": rows}, indent=1))
     return path
 
 
-def read_manifest(
-    capture_dir: Path, pairs: Sequence[tuple[str, str]], interval: str
-) -> tuple[list[SeriesSpec], int | None]:
-    """The selected series of the latest live run and its page size; MissingInputError if no run was recorded."""
-    runs = sorted(_manifest_dir(capture_dir).glob("*.json"))
+def latest_run(capture_root: Path) -> Path:
+    """The latest live run's capture directory; MissingInputError if no run was recorded."""
+    runs = _runs(capture_root)
     if not runs:
         raise MissingInputError(
-            f"replay: no live run recorded under {_manifest_dir(capture_dir)}; run once with "
-            "source='live', or pass start/end of a captured window"
+            f"replay: no live run recorded under {capture_root}; run once with source='live', "
+            "or pass start/end of a captured window"
         )
-    manifest = json.loads(runs[-1].read_text())
+    return runs[-1]
+
+
+def replayed_specs(
+    run: Path, pairs: Sequence[tuple[str, str]], intervals: Sequence[str], include_trades: bool
+) -> list[SeriesSpec]:
+    """The selected series of a recorded live run, with their windows."""
     wanted = set(pairs)
     specs = []
-    for row in manifest["series"]:
-        if (row["exchange"], row["symbol"]) in wanted and row["interval"] == interval:
-            candles = (pd.Timestamp(row["candles"][0]), pd.Timestamp(row["candles"][1]))
-            trades = (pd.Timestamp(row["trades"][0]), pd.Timestamp(row["trades"][1])) if row["trades"] else None
-            specs.append(SeriesSpec(row["exchange"], row["symbol"], interval, candles, trades))
-    log.info("replaying %d series of %s", len(specs), runs[-1].name)
-    return specs, manifest.get("page_limit")
+    for row in json.loads((run / "run.json").read_text())["series"]:
+        window = (pd.Timestamp(row["window"][0]), pd.Timestamp(row["window"][1]))
+        spec = SeriesSpec(row["kind"], row["exchange"], row["symbol"], row["interval"], window)
+        if (spec.exchange, spec.symbol) in wanted and (
+            spec.interval in intervals if spec.kind == "candles" else include_trades
+        ):
+            specs.append(spec)
+    log.info("replaying %d series of %s", len(specs), run)
+    return specs
 
 
 # -- fetch ------------------------------------------------------------------------------------
 
 
-class Connectors:
-    """One connector per exchange for a run, each used by one thread at a time (its rate limiter is shared)."""
-
-    def __init__(self, mode: str, options: dict[str, Any]) -> None:
-        self.mode, self.options = mode, options
-        self._clients: dict[str, ExchangeClient] = {}
-        self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
-
-    @contextmanager
-    def use(self, exchange: str) -> Iterator[ExchangeClient]:
-        with self._guard:
-            if exchange not in self._clients:
-                self._clients[exchange] = make_client(exchange, mode=self.mode, **self.options)
-                self._locks[exchange] = threading.Lock()
-        with self._locks[exchange]:
-            yield self._clients[exchange]
-
-    def close(self) -> None:
-        for client in self._clients.values():
-            client.close()
-
-
-def connector_trades(frame: pd.DataFrame, exchange: str, symbol: str) -> pd.DataFrame:
-    """A connector's trades (time, trade_id, price, amount) as raw bronze trades (side is not parsed yet)."""
-    ids = frame["trade_id"].astype("Int64").astype(object)
-    return pd.DataFrame(
-        {
-            "exchange": exchange,
-            "symbol": symbol,
-            "trade_id": [None if pd.isna(i) else str(i) for i in ids],
-            "trade_time": frame["time"],
-            "price": frame["price"],
-            "size": frame["amount"],
-            "side": None,
-        },
-        columns=TRADE_COLUMNS,
-    )
-
-
-def fetch(spec: SeriesSpec, source: str, settings: Settings, connectors: Connectors | None) -> SeriesBatch:
-    """Candles (and trades) of one series from the simulator or a connector (live = capture, or replay)."""
-    candles_due = spec.candles[0] < spec.candles[1]
-    trades_due = spec.trades is not None and spec.trades[0] < spec.trades[1]
-    candles, trades = pd.DataFrame(columns=CANDLE_COLUMNS), pd.DataFrame(columns=TRADE_COLUMNS)
+def fetch(spec: SeriesSpec, source: str, settings: Settings, venues: Venues | None) -> pd.DataFrame:
+    """One series' raw records from the simulator or an exchange (live, captured; or replay)."""
+    first, last = spec.window
     if source == "simulator":
         one = {
             "seed": settings.seed,
             "lags": settings.simulator_lags,
             "universe": settings.universe,
             "exchanges": [spec.exchange],
-            "assets": [split_symbol(spec.symbol)[0]],
+            "assets": [spec.symbol.partition("/")[0]],
         }
-        if candles_due:
-            candles = simulator.simulate_candles(*spec.candles, **one)
-        if trades_due:
-            trades = simulator.simulate_trades(*spec.trades, **one)
-    else:
-        if connectors is None:
-            raise ValueError(f"source {source!r} needs exchange connectors")
-        with connectors.use(spec.exchange) as client:
-            if candles_due:
-                candles = fetch_candles(
-                    spec.exchange, spec.symbol, *spec.candles, interval=spec.interval, client=client
-                )
-            if trades_due:
-                trades = connector_trades(client.trades(spec.symbol, *spec.trades), spec.exchange, spec.symbol)
-    return SeriesBatch(spec, candles, trades if spec.trades is not None else None)
+        if spec.kind == "trades":
+            return simulator.simulate_trades(first, last, **one)
+        return simulator.simulate_candles(first, last, interval=spec.interval or simulator.INTERVAL, **one)
+    if venues is None:
+        raise ValueError(f"source {source!r} needs exchange venues")
+    venue = venues[spec.exchange]
+    if spec.kind == "trades":
+        return fetch_trades(venue, spec.symbol, first, last)
+    return fetch_candles(venue, spec.symbol, spec.interval or "", first, last)
 
 
-def _transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry a series only on errors that may pass: transport failures, 429 and 5xx (not bad payloads)."""
-    error = state.result(raise_on_failure=False)
-    if isinstance(error, MalformedPayload) or not isinstance(error, ExchangeError):
-        return False
-    return error.status is None or error.status == 429 or error.status >= 500
-
-
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_transient)
-def fetch_series(spec: SeriesSpec, source: str, settings: Settings, connectors: Connectors | None) -> SeriesBatch:
-    """Fetch one (exchange, symbol): raises for that series only."""
-    return fetch(spec, source, settings, connectors)
+@task(cache_policy=NO_CACHE, **retrying())
+def fetch_series(spec: SeriesSpec, source: str, settings: Settings, venues: Venues | None) -> pd.DataFrame:
+    """Fetch one series: raises for that series only; retried only on transient errors (never a ban)."""
+    return fetch(spec, source, settings, venues)
 
 
 @task(cache_policy=NO_CACHE, **retrying())
@@ -363,39 +319,47 @@ class Progress:
 
 def _summary(result: IngestResult) -> str:
     candles, trades = result.candles, result.trades
+    bans = "; ".join(f"{e} banned until {b['until']}" for e, b in result.bans.items())
     return (
         f"{len(result.series)} series; candles landed {candles.landed if candles else 0}, quarantined "
         f"{candles.quarantined if candles else 0}; trades landed {trades.landed if trades else 0}, quarantined "
         f"{trades.quarantined if trades else 0}; {sum(g['missing'] for g in result.gaps)} missing candles; "
-        f"{len(result.failures)} failed"
+        f"{len(result.failures)} failed" + (f"; {bans}" if bans else "")
     )
 
 
-def _series_rows(result: IngestResult, specs: Sequence[SeriesSpec], batches: dict[str, SeriesBatch]) -> None:
-    missing = pd.DataFrame(result.gaps).groupby(["exchange", "symbol"])["missing"].sum() if result.gaps else {}
+def _series_rows(result: IngestResult, specs: Sequence[SeriesSpec], fetched: dict[str, pd.DataFrame]) -> None:
+    missing = (
+        pd.DataFrame(result.gaps).groupby(["exchange", "symbol", "interval"])["missing"].sum() if result.gaps else {}
+    )
     for spec in specs:
-        batch = batches.get(spec.key)
-        row: dict[str, Any] = {
+        landing = result.candles if spec.kind == "candles" else result.trades
+        counts = landing.series.get(spec.key, {}) if landing else {}
+        ban = result.bans.get(spec.exchange)
+        if spec.name in result.failures:
+            status = "failed"
+        elif spec.name not in fetched and ban is not None:
+            status = f"skipped: banned until {ban['until']}"
+        else:
+            status = "up to date" if spec.empty else "landed"
+        result.series[spec.name] = {
+            "kind": spec.kind,
             "exchange": spec.exchange,
             "symbol": spec.symbol,
-            "interval": spec.interval,
-            "start": spec.candles[0].isoformat(),
-            "end": spec.candles[1].isoformat(),
-            "status": "failed" if spec.key in result.failures else "up to date" if spec.empty else "landed",
+            "interval": spec.interval or "",
+            "start": spec.window[0].isoformat(),
+            "end": spec.window[1].isoformat(),
+            "status": status,
+            "fetched": len(fetched[spec.name]) if spec.name in fetched else 0,
+            "landed": counts.get("landed", 0),
+            "quarantined": counts.get("quarantined", 0),
+            "missing_candles": int(missing.get((spec.exchange, spec.symbol, spec.interval), 0)) if len(missing) else 0,
+            "error": result.failures.get(spec.name, ""),
         }
-        for name, landing, frame in (
-            ("candles", result.candles, batch.candles if batch else None),
-            ("trades", result.trades, batch.trades if batch else None),
-        ):
-            counts = landing.series.get(spec.key, {}) if landing else {}
-            row |= {
-                f"{name}_fetched": 0 if frame is None else len(frame),
-                f"{name}_landed": counts.get("landed", 0),
-                f"{name}_quarantined": counts.get("quarantined", 0),
-            }
-        row["missing_candles"] = int(missing.get((spec.exchange, spec.symbol), 0)) if len(missing) else 0
-        row["error"] = result.failures.get(spec.key, "")
-        result.series[spec.key] = row
+
+
+def _ban_row(ban: Ban) -> dict[str, str]:
+    return {"until": ban.until_utc, "reason": ban.reason}
 
 
 def _specs(
@@ -403,7 +367,7 @@ def _specs(
     pairs: list[tuple[str, str]],
     options: dict[str, Any],
     *,
-    interval: str,
+    intervals: Sequence[str],
     start: pd.Timestamp | None,
     end: pd.Timestamp,
     days: float,
@@ -411,15 +375,15 @@ def _specs(
     include_trades: bool,
 ) -> list[SeriesSpec]:
     """The run's series windows: planned from bronze, or (replay without start) the latest live run's."""
-    capture_dir = Path(options.setdefault("capture_dir", settings.capture_dir))
-    if source == "replay" and start is None:
-        specs, page_limit = read_manifest(capture_dir, pairs, interval)
-        options.setdefault("page_limit", page_limit)
-        return specs
+    root = Path(options.pop("capture_root", settings.capture_dir))
+    if source == "replay" and start is None and "replay_dirs" not in options:
+        run = latest_run(root)
+        options["replay_dirs"] = [run]
+        return replayed_specs(run, pairs, intervals, include_trades)
     specs = plan(
         settings,
         pairs,
-        interval=interval,
+        intervals=intervals,
         end=end,
         days=days,
         start=start,
@@ -427,63 +391,70 @@ def _specs(
         source=source,
     )
     if source == "live":
-        write_manifest(capture_dir, specs, flow_run.get_id(), options.get("page_limit"))
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        options["capture_dir"] = root / f"{stamp}-{flow_run.get_id() or 'local'}"
+        write_manifest(options["capture_dir"], specs)
+    elif source == "replay":
+        options.setdefault("replay_dirs", _runs(root)[::-1])  # a captured window: any run may hold its pages
     return specs
+
+
+def _venues(source: str, settings: Settings, options: dict[str, Any]) -> Venues | None:
+    if source == "simulator":
+        return None
+    mode = "live" if source == "live" else "replay"
+    book = BanBook(settings.home / "exchanges" / "bans.json") if mode == "live" else None
+    return Venues(mode, book=book, **options)
 
 
 def _fetch_all(
     due: list[SeriesSpec],
     source: str,
     settings: Settings,
-    options: dict[str, Any],
+    venues: Venues | None,
     result: IngestResult,
     progress: Progress,
-) -> list[SeriesBatch]:
+) -> dict[str, pd.DataFrame]:
     """Submit one fetch task per series; a failure is recorded in ``result`` and the others go on."""
     logger = get_run_logger()
-    connectors = None if source == "simulator" else Connectors("capture" if source == "live" else "replay", options)
     fetcher = fetch_series.with_options(retries=fetch_series.retries if source == "live" else 0)
-    batches = []
-    try:
-        futures = {
-            fetcher.with_options(tags={f"exchange:{s.exchange}"}).submit(s, source, settings, connectors): s
-            for s in due
-        }
-        for future in as_completed(list(futures)):
-            spec = futures[future]
-            try:
-                batches.append(future.result())
-            except Exception as exc:  # one series failing never stops the others
-                result.failures[spec.key] = f"{type(exc).__name__}: {exc}"
-                logger.error("series %s failed, the others go on: %s", spec.key, exc)
-            progress.advance(f"fetched {len(batches) + len(result.failures)} of {len(due)} series")
-    finally:
-        if connectors is not None:
-            connectors.close()
-    return batches
+    fetched: dict[str, pd.DataFrame] = {}
+    futures = {
+        fetcher.with_options(tags={f"exchange:{s.exchange}"}).submit(s, source, settings, venues): s for s in due
+    }
+    for future in as_completed(list(futures)):
+        spec = futures[future]
+        try:
+            fetched[spec.name] = future.result()
+        except Exception as exc:  # one series failing never stops the others
+            result.failures[spec.name] = (
+                str(exc) if isinstance(exc, SentinanceError) else f"{type(exc).__name__}: {exc}"
+            )
+            if isinstance(exc, ExchangeBanned):
+                logger.error("%s: %s; the other exchanges go on", spec.name, exc)
+            else:
+                logger.error("series %s failed, the others go on: %s", spec.name, exc)
+        progress.advance(f"fetched {len(fetched) + len(result.failures)} of {len(due)} series")
+    return fetched
 
 
 def _covered(
-    specs: Sequence[SeriesSpec],
-    failures: dict[str, str],
-    *,
-    start: pd.Timestamp | None,
-    end: pd.Timestamp,
-    days: float,
-    source: str,
+    specs: Sequence[SeriesSpec], result: IngestResult, *, start: pd.Timestamp | None, days: float, source: str
 ) -> dict[bronze.Series, Window]:
-    """The window of each series this run answers for - whatever bronze already held of it - where its
-    gaps are checked: ``[start or end - days, end)`` (the simulator's history starts at its ORIGIN), or the
-    replayed window; a failed series is left out (what it lacks was not asked for)."""
-    first = start if start is not None else end - pd.Timedelta(days=days)
-    if source == "simulator":
-        first = max(first, simulator.ORIGIN)
+    """The window of each candle series this run answers for - whatever bronze already held of it - where
+    its gaps are checked: ``[start or end - days, end)`` (the simulator's history starts at its ORIGIN), or
+    the replayed window; a failed series, or one of a banned exchange, is left out (it was not fetched)."""
     replayed = source == "replay" and start is None
-    return {
-        (s.exchange, s.symbol, s.interval): s.candles if replayed else (first, s.candles[1])
-        for s in specs
-        if s.key not in failures
-    }
+    covered = {}
+    for spec in specs:
+        if spec.kind != "candles" or spec.name in result.failures or spec.exchange in result.bans:
+            continue
+        first, last = spec.window
+        if not replayed:
+            first = start if start is not None else last - pd.Timedelta(days=days)
+            first = max(first, simulator.ORIGIN) if source == "simulator" else first
+        covered[(spec.exchange, spec.symbol, spec.interval or "")] = (first, last)
+    return covered
 
 
 # -- flow -------------------------------------------------------------------------------------
@@ -493,7 +464,7 @@ def _covered(
 def ingest(
     exchanges: list[str] | None = None,
     symbols: list[str] | None = None,
-    interval: str | None = None,
+    intervals: list[str] | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
     days: float = 90,
@@ -501,68 +472,83 @@ def ingest(
     include_trades: bool = True,
     client_options: dict[str, Any] | None = None,
 ) -> IngestResult:
-    """Land candles (and trades) of every (exchange, symbol) into bronze; see the module docstring.
+    """Land candles (and trades) of every series into bronze; see the module docstring.
 
-    ``exchanges`` and ``symbols`` select from the universe (default: all of it); ``symbols`` are base
-    assets (``BTC``, quoted per exchange) or canonical symbols (``BTC/USDT``). ``interval`` defaults
-    to the universe's first.
-    ``client_options`` go to the exchange connectors (e.g. ``capture_dir``, ``page_limit``; tests pass
-    a recorded-response ``transport``). Raises :class:`IngestIncomplete` (carrying the result) after
-    landing the rest if any series failed.
+    ``exchanges``, ``symbols`` and ``intervals`` select from the universe (default: all of it);
+    ``symbols`` are base assets (``BTC``, quoted per exchange) or canonical symbols (``BTC/USDT``).
+    ``client_options`` go to the exchange venues: ``capture_root`` (default the state dir's captures),
+    ``replay_dirs`` (replay these capture directories, layered), ``upstream`` (a ``requests`` adapter
+    answering live requests: tests serve recorded responses through it). Raises :class:`IngestIncomplete`
+    (carrying the result) after landing the rest if any series failed.
     """
     settings, run_id = configure(get_settings()), flow_run.get_id()
     pairs = resolve_series(settings, exchanges, symbols, source)
-    interval = interval or settings.universe.intervals[0]
-    if source == "simulator" and interval != simulator.INTERVAL:
-        raise SettingsError(f"the simulator produces {simulator.INTERVAL} candles, not {interval!r}")
-    end_ts = (_utc(end, "end") or default_end(interval)).floor(pd.Timedelta(seconds=_seconds(interval)))
-    start_ts = _utc(start, "start")
+    intervals = list(settings.universe.select(intervals=intervals).intervals)
+    if source != "simulator":
+        for exchange in dict(pairs):
+            check_exchange(exchange, trades=include_trades)
+            for interval in intervals:
+                timeframe(exchange, interval)
+    end_ts = as_utc(end, "end") or default_end(min(intervals, key=INTERVAL_SECONDS.__getitem__))
+    start_ts = as_utc(start, "start")
     options = dict(client_options or {})
     specs = _specs(
         settings,
         pairs,
         options,
-        interval=interval,
+        intervals=intervals,
         start=start_ts,
         end=end_ts,
         days=days,
         source=source,
         include_trades=include_trades,
     )
-    due = [s for s in specs if not s.empty]
-    result = IngestResult(source=source, interval=interval, end=end_ts, flow_run_id=run_id)
+    result = IngestResult(source=source, intervals=intervals, end=end_ts, flow_run_id=run_id)
+    venues = _venues(source, settings, options)
+    if venues is not None and venues.mode == "live":
+        result.capture = str(options["capture_dir"])
+        for exchange in sorted({s.exchange for s in specs}):
+            ban = venues[exchange].limiter.ban
+            if ban is not None:  # banned by an earlier run: not one request until it ends
+                result.bans[exchange] = _ban_row(ban)
+                get_run_logger().warning("%s is banned until %s (%s): skipped", exchange, ban.until_utc, ban.reason)
+    due = [s for s in specs if not s.empty and s.exchange not in result.bans]
     progress = Progress(len(due) + 3, f"ingest {source}: {len(due)} series to fetch")
 
-    fetched = _fetch_all(due, source, settings, options, result, progress)
+    fetched = _fetch_all(due, source, settings, venues, result, progress)
+    candles = {n: f for n, f in fetched.items() if n.endswith(" candles")}
+    trades = {n: f for n, f in fetched.items() if n.endswith(" trades")}
     with state_lock(settings):
-        if source == "simulator" and fetched:  # ahead of the trades they label
-            first = min(w[0] for b in fetched for w in (b.spec.candles, b.spec.trades) if w is not None)
+        if source == "simulator" and fetched:  # ahead of the candles and trades they label
+            done = [s for s in due if s.name in fetched]
             result.labels_inserted = land_labels(
                 settings,
-                first,
-                end_ts,
-                sorted({b.spec.exchange for b in fetched}),
-                sorted({split_symbol(b.spec.symbol)[0] for b in fetched}),
+                min(s.window[0] for s in done),
+                end_ts.floor("h"),
+                sorted({s.exchange for s in done}),
+                sorted({s.symbol.partition("/")[0] for s in done}),
                 include_trades,
             )
-        result.candles = land_table(settings, bronze.CANDLES, [b.candles for b in fetched], source, run_id)
+        result.candles = land_table(settings, bronze.CANDLES, list(candles.values()), source, run_id)
         faults.reach(settings, "candles-merged")
         progress.advance("landed candles")
         if include_trades:
-            result.trades = land_table(
-                settings, bronze.TRADES, [b.trades for b in fetched if b.trades is not None], source, run_id
-            )
+            result.trades = land_table(settings, bronze.TRADES, list(trades.values()), source, run_id)
         faults.reach(settings, "trades-merged")
         progress.advance("landed trades")
-        covered = _covered(specs, result.failures, start=start_ts, end=end_ts, days=days, source=source)
+        covered = _covered(specs, result, start=start_ts, days=days, source=source)
         result.gaps = gap_report(settings, covered, run_id).to_dict("records")
     progress.advance("labels and gap report")
+    for venue in venues or []:
+        if venue.limiter.ban is not None:
+            result.bans[venue.name] = _ban_row(venue.limiter.ban)
 
-    _series_rows(result, specs, {b.spec.key: b for b in fetched})
+    _series_rows(result, specs, fetched)
     create_table_artifact(
         key="ingest-report",
         table=list(result.series.values()),
-        description=f"ingest {source} until {end_ts.isoformat()}: per series fetched / landed / quarantined / missing",
+        description=f"ingest {source} until {end_ts.isoformat()}: per series fetched / landed / quarantined / "
+        f"missing" + "".join(f"; {e} banned until {b['until']} ({b['reason']})" for e, b in result.bans.items()),
     )
     get_run_logger().info("ingest %s: %s", source, _summary(result))
     if result.failures:

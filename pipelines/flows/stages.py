@@ -22,7 +22,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import Crashed
 
 from sentinance import faults
-from sentinance.catalog import MIRRORED
+from sentinance.catalog import FORECASTER, MIRRORED
 from sentinance.pipelines.flows.ingest import default_end
 from sentinance.pipelines.flows.tasks import (
     as_plain,
@@ -92,9 +92,10 @@ def features(full_refresh: bool = False) -> dict:
 
 @flow(name="marts", log_prints=True)
 def marts(end: datetime | None = None, full_refresh: bool = False) -> dict:
-    """dbt build of staging and marts (with tests), then the marts materialized into Feast's online store."""
+    """dbt build of staging and marts (with tests), then the marts materialized into Feast's online store
+    up to ``end`` (default: the start of the current period of the forecaster's interval)."""
     settings = configure(get_settings())
-    end = end or default_end()
+    end = end or default_end(FORECASTER.interval)
     with writing(settings):
         return as_plain(
             {

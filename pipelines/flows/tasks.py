@@ -245,7 +245,7 @@ def monitor_drift(settings: Settings) -> drift.DriftResult:
 
 @task(cache_policy=NO_CACHE)
 def compare_models(settings: Settings) -> ab_testing.ABResult:
-    """A/B of champion vs challenger on the hours both forecast (paired t-test, Diebold-Mariano)."""
+    """A/B of champion vs challenger on the periods both forecast (paired t-test, Diebold-Mariano)."""
     from sentinance.ml import ab_testing
 
     serving = _serving_versions(settings)
@@ -258,7 +258,7 @@ def compare_models(settings: Settings) -> ab_testing.ABResult:
             serving["challenger"],
             0,
             0,
-            ab_testing.MIN_HOURS,
+            ab_testing.MIN_PERIODS,
             None,
             False,
             "",

@@ -34,7 +34,7 @@ import pandas as pd
 import pyarrow as pa
 
 from sentinance import catalog, checkpoints, lake
-from sentinance.catalog import SERIES_KEYS, Table, instrument_id
+from sentinance.catalog import OPTIONAL_CANDLE_COLUMNS, SERIES_KEYS, Table
 from sentinance.expectations import candles as candle_contract
 from sentinance.expectations import trades as trade_contract
 from sentinance.expectations.checkpoint import Contract, validate
@@ -55,6 +55,7 @@ class Target:
     # how far an existing row's event time may lie before a new record of the same key: the merge opens
     # only the files from there on (0 when the time is part of the key)
     slack: pd.Timedelta = pd.Timedelta(0)
+    optional: tuple[str, ...] = ()  # market fields only some sources send: hashed only when present
 
     @property
     def name(self) -> str:
@@ -74,7 +75,14 @@ class Target:
         return list(self.contract.columns)
 
 
-CANDLES = Target(catalog.CANDLES, catalog.QUARANTINE_CANDLES, candle_contract.CANDLES, "open_time", SERIES_KEYS)
+CANDLES = Target(
+    catalog.CANDLES,
+    catalog.QUARANTINE_CANDLES,
+    candle_contract.CANDLES,
+    "open_time",
+    SERIES_KEYS,
+    optional=tuple(OPTIONAL_CANDLE_COLUMNS),
+)
 TRADES = Target(
     catalog.TRADES,
     catalog.QUARANTINE_TRADES,
@@ -98,7 +106,7 @@ class LandingResult:
     duplicates_dropped: int
     bronze_version: int | None
     late: int = 0  # valid rows at or before their series' watermark (backfilled, replayed or corrected)
-    series: dict[str, dict[str, int]] = field(default_factory=dict)  # instrument_id -> landed / quarantined
+    series: dict[str, dict[str, int]] = field(default_factory=dict)  # series key -> landed / quarantined
 
     @property
     def landed(self) -> int:
@@ -123,22 +131,30 @@ def _json_values(values: pd.Series) -> pd.Series:
 
 
 def payload_hashes(records: pd.DataFrame, target: Target = CANDLES) -> pd.Series:
-    """sha256 of each record's market fields as canonical JSON: ``json.dumps`` of the typed values, sorted keys."""
+    """sha256 of each record's market fields as canonical JSON: ``json.dumps`` of the typed values, sorted keys.
+
+    An optional field (``Target.optional``) is left out where it is null, so the hash of a record from a
+    source that does not publish it is what it was before the field existed.
+    """
     typed = target.contract.coerce(records)
-    fields = [
-        (("{" if i == 0 else ", ") + json.dumps(c) + ": " + _json_values(typed[c])).to_numpy()
-        for i, c in enumerate(sorted(target.market))
-    ]
+    fields = []
+    for i, c in enumerate(sorted(target.market)):
+        piece = ("{" if i == 0 else ", ") + json.dumps(c) + ": " + _json_values(typed[c])
+        if c in target.optional:
+            piece = piece.where(typed[c].notna(), "")
+        fields.append(piece.to_numpy())
     hashes = [hashlib.sha256(("".join(row) + "}").encode()).hexdigest() for row in zip(*fields, strict=True)]
     return pd.Series(hashes, index=records.index, dtype=object)
 
 
-def _per_series(frame: pd.DataFrame) -> pd.Series:
+def _per_series(frame: pd.DataFrame, target: Target) -> pd.Series:
+    """Rows per series, keyed ``exchange:symbol`` (trades) or ``exchange:symbol:interval`` (candles)."""
     if frame.empty:
         return pd.Series(dtype="int64")
+    columns = [frame[c] for c in target.series]
     ids = [
-        instrument_id(e, s) if isinstance(e, str) and isinstance(s, str) else "unidentified"
-        for e, s in zip(frame["exchange"], frame["symbol"], strict=True)
+        ":".join(values) if all(isinstance(v, str) for v in values) else "unidentified"
+        for values in zip(*columns, strict=True)
     ]
     return pd.Series(1, index=ids).groupby(level=0).sum()
 
@@ -215,7 +231,7 @@ def land(
         if merged.version != version and version is not None and merged.version == version + 1:
             _advance_latest(settings, target, marks, valid, merged.version)  # else: read anew when asked
         inserted, updated, version = merged.inserted, merged.updated, merged.version
-    landed, quarantined = _per_series(valid), _per_series(checked.quarantined)
+    landed, quarantined = _per_series(valid, target), _per_series(checked.quarantined, target)
     result = LandingResult(
         received=received,
         inserted=inserted,

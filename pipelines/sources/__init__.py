@@ -1,3 +1,4 @@
-"""Where raw market data comes from: the seeded simulator and the exchange connectors."""
+"""Where raw market data comes from: the seeded simulator, the exchanges (through ccxt) and bulk archives."""
 
-SOURCES = ("simulator", "live", "replay")  # the simulator, exchange APIs (captured), or a replay of the captures
+SOURCES = ("simulator", "live", "replay")  # of the ingest flow: the simulator, exchange APIs (captured), a replay
+BULK = "bulk"  # Binance's public data archives, for backfills (sources/archives.py)

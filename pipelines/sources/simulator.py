@@ -1,4 +1,4 @@
-"""Seeded, reproducible offline market simulator: the default source of raw trades and hourly candles.
+"""Seeded, reproducible offline market simulator: the default source of raw trades and candles of any interval.
 
 Every random number is keyed by ``(seed, component, name, block)`` and every path is
 generated from a fixed ORIGIN (2024-01-01T00:00Z), so the trades of hour ``h`` depend only on
@@ -9,9 +9,16 @@ live on hour boundaries (boundary ``t`` = the instant ``ORIGIN + t h``).
 Model (see docs/ingestion.md for the rationale)
 -----------------------------------------------
 * Efficient log-price per asset: ``p[t+1] = p[t] + r[t]``, ``r[t] = sigma[t] z[t]``, GARCH(1,1)
-  variance ``sigma[t+1]^2 = omega + alpha r[t]^2 + beta sigma[t]^2`` (alpha 0.06, beta 0.92;
-  long-run hourly vol 0.55% BTC, 0.70% ETH, 0.90% SOL), ``z`` multivariate Student-t
-  (4 dof, unit variance, correlation 0.70-0.80 across assets). Start: BTC 60k, ETH 3k, SOL 150.
+  variance ``sigma[t+1]^2 = omega + alpha r[t]^2 + beta sigma[t]^2`` (alpha 0.06, beta 0.92),
+  ``z`` Student-t (4 dof, unit variance) with one mixing variable per hour shared by every asset.
+  The normals behind ``z`` follow one market factor ``f``: ``n = b f + sqrt(1 - b^2) e`` with the
+  asset's loading ``b`` and an idiosyncratic ``e`` of its own. BTC, ETH and SOL are calibrated
+  (long-run hourly vol 0.55%, 0.70%, 0.90%; start 60k, 3k, 150; correlation 0.80, 0.70, 0.75,
+  which is exactly one factor with loadings 0.86, 0.93, 0.81) and drawn jointly as they always
+  were; ``f`` is their projection on the factor completed by a stream of its own, so any other
+  asset correlates with them and with each other as the loadings say. An asset without
+  calibrated parameters gets them from its name (:func:`asset_params`): the same name always
+  simulates the same market, whichever other assets are in the universe.
 * Exchange price at boundary t = exp(p[t] - lag x r[t-1] + basis[t] + pump overlay[t]): binance
   leads, coinbase (lag 0.10) and kraken (lag 0.20) take part of each hour's move one hour late
   (``lags=`` overrides them per exchange, e.g. ``{"kraken": 0.8}``, SENTINANCE_SIMULATOR_LAGS in
@@ -27,8 +34,10 @@ Model (see docs/ingestion.md for the rationale)
   the same seasonality and activity x lognormal noise; the taker side leans with the tick
   (buy on an uptick with probability 0.75). Each simulated trade stands for a bundle of prints
   (like an aggregated trade), which keeps history cheap.
-* Candles aggregate the trades exactly: open/close = first/last trade price, high/low = max/min
-  trade price, volume = sum of sizes, trade_count = number of trades. So open(t) = close(t-1).
+* Candles of any interval of ``settings.INTERVAL_SECONDS`` aggregate the trades of each bucket exactly:
+  open/close = first/last trade price, high/low = max/min trade price, volume = sum of sizes,
+  trade_count = number of trades. An interval without trades has no candle (below an hour some
+  buckets are empty); a daily candle aggregates its hours. Hourly, open(t) = close(t-1).
 * Outages: per exchange, arrivals every ~25 days (exponential gaps), 1-6 hours each, during
   which that exchange has no trades and so no candles (gaps in every series of the exchange).
 * Pump-and-dump: per asset, arrivals every ~60 days on one venue: the log-price overlay rises
@@ -41,8 +50,8 @@ Model (see docs/ingestion.md for the rationale)
   trades but never move open, high, low or close.
 
 :func:`simulate_labels` returns both kinds of episode (start_time/end_time are the open_time of
-the first and last affected candle, inclusive); :func:`simulate_trade_labels` lists every wash
-trade by (exchange, symbol, trade_id) with its episode, so a detector can be scored per trade
+the first and last affected hourly candle, inclusive); :func:`simulate_trade_labels` lists every
+wash trade by (exchange, symbol, trade_id) with its episode, so a detector can be scored per trade
 and per episode.
 """
 
@@ -60,23 +69,31 @@ from scipy.signal import lfilter
 
 from sentinance.catalog import CANDLE_COLUMNS, SIMULATOR_LABELS, SIMULATOR_TRADE_LABELS, TRADE_COLUMNS
 from sentinance.errors import SettingsError
-from sentinance.settings import Universe
+from sentinance.settings import Universe, interval_seconds
 
 ORIGIN = pd.Timestamp("2024-01-01T00:00:00Z")
-INTERVAL = "1h"  # the candles it produces
+INTERVAL = "1h"  # the candles it produces unless asked for another interval
 HOUR = pd.Timedelta(hours=1)
 HOUR_US = 3_600_000_000
+MINUTE_US = 60_000_000  # trades and labels take any bound on a whole minute (the finest interval)
 BLOCK = 4096  # hours per random block; fixed so that streams never depend on the window
 WEEK = 168  # hours per block of trades
 
-# asset: (price at ORIGIN, long-run hourly vol, notional weight)
+# asset: (price at ORIGIN, long-run hourly vol, notional weight); others: asset_params(name)
 ASSET_PARAMS: dict[str, tuple[float, float, float]] = {
     "BTC": (60_000.0, 0.0055, 1.0),
     "ETH": (3_000.0, 0.0070, 0.45),
     "SOL": (150.0, 0.0090, 0.2),
 }
-UNIVERSE = tuple(ASSET_PARAMS)
+UNIVERSE = tuple(ASSET_PARAMS)  # the calibrated assets, drawn jointly from one stream
 CORRELATION = np.array([[1.0, 0.80, 0.70], [0.80, 1.0, 0.75], [0.70, 0.75, 1.0]])
+# CORRELATION is one factor exactly: corr(i, j) = b_i b_j, so b_i = sqrt(c_ij c_ik / c_jk)
+LOADINGS = np.sqrt(
+    [CORRELATION[i, j] * CORRELATION[i, k] / CORRELATION[j, k] for i, j, k in ((0, 1, 2), (1, 0, 2), (2, 0, 1))]
+)
+# the market factor's part spanned by the calibrated normals n: f = n . W + sqrt(1 - SPANNED) u
+_FACTOR_WEIGHTS = np.linalg.solve(CORRELATION, LOADINGS)
+_SPANNED = float(LOADINGS @ _FACTOR_WEIGHTS)
 # exchange: (basis premium in bps, hourly notional in USD for weight 1, organic trades per hour, lag)
 EXCHANGE_PARAMS: dict[str, tuple[float, float, float, float]] = {
     "binance": (2.0, 60e6, 40.0, 0.0),
@@ -92,7 +109,22 @@ WASH_MEAN_GAP_H = 30 * 24
 MAX_TRADES_PER_HOUR = 2_000  # cap of the organic intensity; trade ids leave room for 10_000 per hour
 
 # stream identifiers (component part of the random key)
-_RETURNS, _BASIS, _CANDLE, _OUTAGE, _PUMP, _TRADES, _WASH = range(7)
+_RETURNS, _BASIS, _CANDLE, _OUTAGE, _PUMP, _TRADES, _WASH, _MARKET = range(8)
+
+
+@lru_cache(maxsize=256)
+def asset_params(asset: str) -> tuple[float, float, float, float]:
+    """(price at ORIGIN, long-run hourly vol, notional weight, market loading) of ``asset``.
+
+    The calibrated assets have theirs; any other asset's come from its name alone (never the
+    seed), so a name always simulates the same market: a price between 0.1 and 1,000, hourly
+    vol 0.8-1.6% (more than BTC, like most altcoins), 1-15% of BTC's notional, loading 0.5-0.8.
+    """
+    if asset in ASSET_PARAMS:
+        return (*ASSET_PARAMS[asset], float(LOADINGS[UNIVERSE.index(asset)]))
+    rng = np.random.default_rng([zlib.crc32(asset.encode()), _MARKET])
+    price, vol, weight, loading = rng.uniform([-1.0, 0.008, -2.0, 0.5], [3.0, 0.016, np.log10(0.15), 0.8])
+    return float(round(10**price, 4)), float(vol), float(10**weight), float(loading)
 
 
 @dataclass(frozen=True)
@@ -193,45 +225,63 @@ def _arrivals(
     return events
 
 
-def _hour_index(ts: datetime, name: str) -> int:
+def _offset_us(ts: datetime, name: str, step_us: int, grid: str) -> int:
+    """Microseconds from ORIGIN to the bound ``ts``, which must be UTC-aware and on the ``grid``."""
     stamp = pd.Timestamp(ts)
     if stamp.tzinfo is None:
         raise SettingsError(f"{name} must be timezone-aware (UTC), got {ts!r}")
-    stamp = stamp.tz_convert("UTC")
-    if stamp != stamp.floor("h"):
-        raise SettingsError(f"{name} must be aligned to the hour, got {ts!r}")
-    if stamp < ORIGIN:
+    offset_ns = stamp.tz_convert("UTC").value - ORIGIN.value
+    if offset_ns % (step_us * 1000):
+        raise SettingsError(f"{name} must be aligned to {grid}, got {ts!r}")
+    if offset_ns < 0:
         raise SettingsError(f"{name} must not precede the simulator origin {ORIGIN}, got {ts!r}")
-    return int((stamp - ORIGIN) / HOUR)
+    return offset_ns // 1000
 
 
 @lru_cache(maxsize=8)
-def _efficient_path(seed: int, horizon: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Log-prices at boundaries 0..horizon, hourly vols and standardised shocks for every asset."""
+def _market(seed: int, horizon: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hours 0..horizon-1: the calibrated assets' correlated normals, the Student-t mixing variable
+    every asset shares, and the market factor ``f`` (unit variance, corr(n_i, f) = LOADINGS[i])."""
     chol = np.linalg.cholesky(CORRELATION)
     dims = len(UNIVERSE)
 
     def draw(rng: np.random.Generator, size: int) -> np.ndarray:
         normal = rng.standard_normal((size, dims)) @ chol.T
-        mixing = rng.chisquare(T_DOF, (size, 1))
-        return normal / np.sqrt(mixing / T_DOF) * np.sqrt((T_DOF - 2) / T_DOF)
+        return np.hstack([normal, rng.chisquare(T_DOF, (size, 1))])
 
-    shocks = _blocks(_key(seed, _RETURNS), 0, horizon, draw)
-    long_run = np.array([ASSET_PARAMS[a][1] for a in UNIVERSE]) ** 2
+    drawn = _blocks(_key(seed, _RETURNS), 0, horizon, draw)
+    normal, mixing = drawn[:, :dims], drawn[:, dims:]
+    rest = _blocks(_key(seed, _MARKET), 0, horizon, _normals(1))[:, 0]
+    factor = normal @ _FACTOR_WEIGHTS + np.sqrt(1 - _SPANNED) * rest
+    return normal, mixing, factor
+
+
+@lru_cache(maxsize=64)
+def _efficient_path(seed: int, asset: str, horizon: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One asset's log-prices at boundaries 0..horizon, hourly vols and standardised shocks."""
+    normal, mixing, factor = _market(seed, horizon)
+    price, long_vol, _, loading = asset_params(asset)
+    if asset in UNIVERSE:
+        normal = normal[:, UNIVERSE.index(asset)]
+    else:
+        own = _blocks(_key(seed, _RETURNS, asset), 0, horizon, _normals(1))[:, 0]
+        normal = loading * factor + np.sqrt(1 - loading**2) * own
+    shocks = normal / np.sqrt(mixing[:, 0] / T_DOF) * np.sqrt((T_DOF - 2) / T_DOF)
+    long_run = long_vol * long_vol  # as numpy squares: the calibrated paths stay bit for bit
     omega = long_run * (1 - GARCH_ALPHA - GARCH_BETA)
-    variance = np.empty((horizon, dims))
-    current = long_run.copy()
-    for t, gain in enumerate(GARCH_ALPHA * shocks**2 + GARCH_BETA):
+    variance = np.empty(horizon)
+    current = long_run
+    for t, gain in enumerate((GARCH_ALPHA * shocks**2 + GARCH_BETA).tolist()):
         variance[t] = current
         current = omega + gain * current
     sigma = np.sqrt(variance)
-    start = np.log([ASSET_PARAMS[a][0] for a in UNIVERSE])
-    log_price = np.vstack([start, start + np.cumsum(sigma * shocks, axis=0)])
+    start = np.log(price)
+    log_price = np.r_[start, start + np.cumsum(sigma * shocks)]
     return log_price, sigma, shocks
 
 
 def _episodes(seed: int, asset: str, horizon: int) -> list[_Episode]:
-    vol = ASSET_PARAMS[asset][1]
+    vol = asset_params(asset)[1]
 
     def params(rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
         return {
@@ -260,7 +310,7 @@ def _episodes(seed: int, asset: str, horizon: int) -> list[_Episode]:
 
 
 def _wash_episodes(seed: int, exchange: str, asset: str, horizon: int) -> list[_Wash]:
-    price, _, weight = ASSET_PARAMS[asset]
+    price, _, weight, _ = asset_params(asset)
     _, notional_usd, rate, _ = EXCHANGE_PARAMS[exchange]
     unit = 10.0 ** np.floor(np.log10(notional_usd * weight / rate / price))  # near the mean trade size
 
@@ -307,31 +357,37 @@ def _pump_overlay(episodes: list[_Episode], exchange: str, lo: int, hi: int) -> 
     return price, volume
 
 
-def _check_universe(exchanges: Iterable[str], assets: Iterable[str]) -> None:
-    unknown = sorted(set(exchanges) - set(EXCHANGE_PARAMS)) + sorted(set(assets) - set(ASSET_PARAMS))
+def _check_exchanges(exchanges: Iterable[str]) -> None:
+    unknown = sorted(set(exchanges) - set(EXCHANGE_PARAMS))
     if unknown:
         raise SettingsError(
             f"the simulator has no parameters for {unknown}: it simulates exchanges "
-            f"{', '.join(EXCHANGE_PARAMS)} and assets {', '.join(ASSET_PARAMS)}"
+            f"{', '.join(EXCHANGE_PARAMS)} (and any asset)"
         )
 
 
 def _selected(universe: Universe | None, exchanges: Sequence[str] | None, assets: Sequence[str] | None) -> Universe:
     """The series to simulate: ``exchanges`` and ``assets`` of ``universe`` (default: the default universe)."""
     chosen = (universe or Universe()).select(exchanges=exchanges, assets=assets)
-    _check_universe(chosen.exchanges, chosen.assets)
+    _check_exchanges(chosen.exchanges)
     return chosen
 
 
-def _window(start: datetime, end: datetime) -> tuple[int, int]:
-    return _hour_index(start, "start"), _hour_index(end, "end")
+def _window(start: datetime, end: datetime, step_us: int = MINUTE_US, grid: str = "a whole minute") -> tuple[int, int]:
+    """``[start, end)`` in microseconds from ORIGIN, both bounds on the grid of ``step_us``."""
+    return _offset_us(start, "start", step_us, grid), _offset_us(end, "end", step_us, grid)
+
+
+def _hours(lo_us: int, hi_us: int) -> tuple[int, int]:
+    """The hours ``[lo, hi)`` that hold the instants ``[lo_us, hi_us)``."""
+    return lo_us // HOUR_US, -(-hi_us // HOUR_US)
 
 
 def _lags(overrides: Mapping[str, float] | None) -> dict[str, float]:
     """Every exchange's lag: EXCHANGE_PARAMS' unless ``overrides`` sets it (each in [0, 1))."""
     lags = {exchange: params[3] for exchange, params in EXCHANGE_PARAMS.items()}
     for exchange, lag in (overrides or {}).items():
-        _check_universe([exchange], [])
+        _check_exchanges([exchange])
         if not 0 <= lag < 1:
             raise SettingsError(f"the lag of {exchange} must be in [0, 1), got {lag}")
         lags[exchange] = float(lag)
@@ -424,20 +480,19 @@ def _series_trades(seed: int, exchange: str, asset: str, lo: int, hi: int, lag: 
     """Trades of one series in hours ``[lo, hi)``, generated by whole weeks, outage hours removed."""
     w0, w1 = lo // WEEK, (hi - 1) // WEEK + 1
     a, b = w0 * WEEK, w1 * WEEK
-    log_price, sigma, shocks = _efficient_path(seed, b)
+    log_price, sigma, shocks = _efficient_path(seed, asset, b)
     premium, notional_usd, rate, _ = EXCHANGE_PARAMS[exchange]
-    _, long_vol, weight = ASSET_PARAMS[asset]
-    i = UNIVERSE.index(asset)
+    _, long_vol, weight, _ = asset_params(asset)
     innovations = _blocks(_key(seed, _BASIS, exchange, asset), 0, b + 1, _normals(1))[:, 0]
     innovations[1:] *= np.sqrt(1 - BASIS_PHI**2)
     basis = premium * 1e-4 + BASIS_STD * lfilter([1.0], [1.0, -BASIS_PHI], innovations)
     overlay, pump_volume = _pump_overlay(_episodes(seed, asset, b), exchange, a, b)
-    efficient = log_price[a : b + 1, i]
-    previous = log_price[max(a - 1, 0) : b, i]
+    efficient = log_price[a : b + 1]
+    previous = log_price[max(a - 1, 0) : b]
     late = lag * (efficient - (previous if a else np.r_[efficient[0], previous]))
     venue_log_price = efficient - late + basis[a : b + 1] + overlay
     hours = np.arange(a, b)
-    s, z = sigma[a:b, i], shocks[a:b, i]
+    s, z = sigma[a:b], shocks[a:b]
     seasonality = 1 + 0.35 * np.sin(2 * np.pi * (hours % 24 - 8) / 24)
     activity = seasonality * (0.5 + 0.6 * np.abs(z)) * np.sqrt(s / long_vol) * pump_volume
     noise = _blocks(_key(seed, _CANDLE, exchange, asset), a, b, _normals(1))[:, 0]
@@ -455,15 +510,18 @@ def _series_trades(seed: int, exchange: str, asset: str, lo: int, hi: int, lag: 
 
 
 def _series(
-    start: datetime, end: datetime, seed: int, universe: Universe, lags: Mapping[str, float] | None
-) -> Iterator[tuple[str, str, _Trades]]:
-    lo, hi = _window(start, end)
+    window: tuple[int, int], seed: int, universe: Universe, lags: Mapping[str, float] | None
+) -> Iterator[tuple[str, str, _Trades, np.ndarray]]:
+    """Per series: the trades of the whole hours holding ``window`` (microseconds from ORIGIN),
+    and which of them fall inside it."""
+    lo, hi = _hours(*window)
     lag = _lags(lags)
-    if hi <= lo:
+    if window[1] <= window[0]:
         return
     for exchange in universe.exchanges:
         for asset in universe.assets:
-            yield exchange, asset, _series_trades(seed, exchange, asset, lo, hi, lag[exchange])
+            trades = _series_trades(seed, exchange, asset, lo, hi, lag[exchange])
+            yield exchange, asset, trades, (trades.time_us >= window[0]) & (trades.time_us < window[1])
 
 
 def _trade_frame(
@@ -471,9 +529,9 @@ def _trade_frame(
 ) -> pd.DataFrame:
     """TRADE_COLUMNS plus ``wash``: the episode_id of a wash trade, None for an organic one."""
     frames = []
-    for exchange, asset, tr in _series(start, end, seed, universe, lags):
-        rank = np.arange(len(tr.time_us)) - np.repeat(tr.starts, tr.counts)
-        ids = pd.Series(np.repeat(tr.hours, tr.counts) * 10_000 + rank).astype(str).str.zfill(10)
+    for exchange, asset, tr, inside in _series(_window(start, end), seed, universe, lags):
+        rank = np.arange(len(tr.time_us)) - np.repeat(tr.starts, tr.counts)  # in the whole hour
+        ids = pd.Series(np.repeat(tr.hours, tr.counts)[inside] * 10_000 + rank[inside]).astype(str).str.zfill(10)
         horizon = int(tr.hours.max(initial=0)) + 1
         episodes = {ep.number: ep.episode_id for ep in _wash_episodes(seed, exchange, asset, horizon)}
         frames.append(
@@ -482,11 +540,11 @@ def _trade_frame(
                     "exchange": exchange,
                     "symbol": universe.symbol(exchange, asset),
                     "trade_id": ids.to_numpy(dtype=object),
-                    "trade_time": ORIGIN + pd.to_timedelta(tr.time_us, unit="us"),
-                    "price": tr.price,
-                    "size": tr.size,
-                    "side": np.where(tr.buy, "buy", "sell").astype(object),
-                    "wash": pd.Series(tr.wash).map(episodes).to_numpy(dtype=object),
+                    "trade_time": ORIGIN + pd.to_timedelta(tr.time_us[inside], unit="us"),
+                    "price": tr.price[inside],
+                    "size": tr.size[inside],
+                    "side": np.where(tr.buy[inside], "buy", "sell").astype(object),
+                    "wash": pd.Series(tr.wash[inside]).map(episodes).to_numpy(dtype=object),
                 }
             )
         )
@@ -505,7 +563,7 @@ def simulate_trades(
     universe: Universe | None = None,
     lags: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
-    """Raw trades with trade_time in ``[start, end)`` (UTC, hour-aligned bounds), outages excluded.
+    """Raw trades with trade_time in ``[start, end)`` (UTC, bounds on a whole minute), outages excluded.
 
     trade_id is the hour since ORIGIN (6 digits) and the trade's rank in that hour (4 digits), so
     ids sort like times and never depend on the window. ``lags`` overrides the lag of some
@@ -523,27 +581,33 @@ def simulate_candles(
     assets: Sequence[str] | None = None,
     universe: Universe | None = None,
     lags: Mapping[str, float] | None = None,
+    interval: str = INTERVAL,
 ) -> pd.DataFrame:
-    """Hourly candles with open_time in ``[start, end)``: exactly the aggregation of :func:`simulate_trades`."""
+    """Candles of ``interval`` with open_time in ``[start, end)`` (bounds on the interval's grid):
+    exactly the aggregation of :func:`simulate_trades` per interval; no trades, no candle."""
     chosen = _selected(universe, exchanges, assets)
+    step_us = interval_seconds(interval) * 1_000_000
     frames = []
-    for exchange, asset, tr in _series(start, end, seed, chosen, lags):
-        starts = tr.starts
-        if not tr.counts.size:  # the whole window is an outage of this exchange: no trades, no candles
+    for exchange, asset, tr, inside in _series(_window(start, end, step_us, interval), seed, chosen, lags):
+        time_us, price = tr.time_us[inside], tr.price[inside]
+        if not time_us.size:  # the whole window is an outage of this exchange: no trades, no candles
             continue
+        bucket = time_us // step_us
+        starts = np.flatnonzero(np.diff(bucket, prepend=-1))
+        counts = np.diff(np.append(starts, len(bucket)))
         frames.append(
             pd.DataFrame(
                 {
                     "exchange": exchange,
                     "symbol": chosen.symbol(exchange, asset),
-                    "interval": INTERVAL,
-                    "open_time": ORIGIN + pd.to_timedelta(tr.hours, unit="h"),
-                    "open": tr.price[starts],
-                    "high": np.maximum.reduceat(tr.price, starts),
-                    "low": np.minimum.reduceat(tr.price, starts),
-                    "close": tr.price[starts + tr.counts - 1],
-                    "volume": np.add.reduceat(tr.size, starts).round(6),
-                    "trade_count": tr.counts.astype(np.int64),
+                    "interval": interval,
+                    "open_time": ORIGIN + pd.to_timedelta(bucket[starts] * step_us, unit="us"),
+                    "open": price[starts],
+                    "high": np.maximum.reduceat(price, starts),
+                    "low": np.minimum.reduceat(price, starts),
+                    "close": price[starts + counts - 1],
+                    "volume": np.add.reduceat(tr.size[inside], starts).round(6),
+                    "trade_count": counts.astype(np.int64),
                 }
             )
         )
@@ -563,7 +627,7 @@ def simulate_labels(
 ) -> pd.DataFrame:
     """Pump-and-dump (on their venue) and wash-trading episodes whose candles overlap ``[start, end)``."""
     chosen = _selected(universe, exchanges, assets)
-    lo, hi = _window(start, end)
+    lo, hi = _hours(*_window(start, end))
     pumps = [
         (f"pump-{ep.asset}-{ep.number:04d}", "pump_and_dump", ep.venue, ep.asset, ep.start, ep.hours)
         for asset in chosen.assets

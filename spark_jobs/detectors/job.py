@@ -29,13 +29,12 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from sentinance.catalog import ANOMALIES, ANOMALY_KEYS, CANDLES, TRADES
+from sentinance.catalog import ANOMALIES, ANOMALY_INTERVAL, ANOMALY_KEYS, CANDLES, TRADES
 from sentinance.errors import MissingInputError
 from sentinance.settings import Settings, configure, get_settings
 from sentinance.spark_jobs.delta_io import DeltaIO, delta_io
 from sentinance.spark_jobs.detectors.pump_and_dump import detect_pumps
 from sentinance.spark_jobs.detectors.thresholds import (
-    INTERVAL,
     DetectorThresholds,
     PumpAndDumpThresholds,
     WashTradingThresholds,
@@ -105,9 +104,10 @@ def _look_back(thresholds: DetectorThresholds) -> timedelta:
 
 
 def pump_anomalies(candles: DataFrame, thresholds: PumpAndDumpThresholds) -> DataFrame:
-    """Pump-and-dump anomalies of bronze-shaped hourly candles, per asset."""
+    """Pump-and-dump anomalies of bronze-shaped candles, per asset: the hourly ones only (its
+    windows count hours; ANOMALY_INTERVAL), whichever other intervals bronze holds."""
     return (
-        candles.where(F.col("close").isNotNull() & (F.col("interval") == INTERVAL))
+        candles.where(F.col("close").isNotNull() & (F.col("interval") == ANOMALY_INTERVAL))
         .select(
             "exchange", "symbol", "open_time", "close", "volume", F.substring_index("symbol", "/", 1).alias("asset")
         )

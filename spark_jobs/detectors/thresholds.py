@@ -22,8 +22,6 @@ from pathlib import Path
 
 from sentinance.errors import SettingsError
 
-INTERVAL = "1h"  # the candles pump-and-dump reads: its windows below count hours
-
 
 @dataclass(frozen=True)
 class PumpAndDumpThresholds:

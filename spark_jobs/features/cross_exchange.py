@@ -21,7 +21,7 @@ from sentinance.catalog import CROSS_EXCHANGE_KEYS
 
 def cross_exchange_features(candles: DataFrame) -> DataFrame:
     """One row per ``CROSS_EXCHANGE_KEYS`` of ``candles`` (``asset, interval, open_time,
-    exchange, close, volume``; every exchange's candles of those hours)."""
+    exchange, close, volume``; every exchange's candles of those periods)."""
     volume = F.col("total_volume")
     consolidated = F.when(volume > 0, F.col("notional") / volume)
     return (
@@ -44,7 +44,7 @@ def cross_exchange_features(candles: DataFrame) -> DataFrame:
 
 
 def with_basis(candles: DataFrame, cross: DataFrame) -> DataFrame:
-    """``candles`` with ``basis_bps`` against their hour's ``consolidated_vwap`` in ``cross``."""
+    """``candles`` with ``basis_bps`` against their period's ``consolidated_vwap`` in ``cross``."""
     prices = cross.select(*CROSS_EXCHANGE_KEYS, "consolidated_vwap")
     basis = (F.col("close") / F.col("consolidated_vwap") - 1) * 1e4
     return candles.join(prices, CROSS_EXCHANGE_KEYS, "left").withColumn("basis_bps", basis).drop("consolidated_vwap")

@@ -4,7 +4,7 @@
   interval)`` in ``open_time`` order, with the feature set of :mod:`.series_features`
   (applied per series through ``applyInPandas``: exact recursions, one definition per
   indicator in :mod:`.indicators`) and ``basis_bps``, the candle's deviation from its
-  hour's consolidated price;
+  period's consolidated price (the same interval's candles of every exchange);
 - ``cross_exchange_features``: one row per ``(asset, interval, open_time)``, see
   :mod:`.cross_exchange`.
 
@@ -15,11 +15,11 @@ and the gap policy: ``docs/features.md``.
 Incremental runs (the default) take per series the silver watermark (last ``open_time``)
 and the recursions' state in that row (:data:`.series_features.STATE_COLUMNS`); bronze rows
 after the watermark are new. Only the tail is recomputed: the new rows plus the
-``LOOKBACK`` rows before them, the recursions resumed from the state, and the hours the
+``LOOKBACK`` rows before them, the recursions resumed from the state, and the periods the
 new rows touch in the cross-exchange table. Written are the new rows, the cross-exchange
-rows of their hours, and the other exchanges' silver rows of those hours with their
+rows of their periods, and the other exchanges' silver rows of those periods with their
 ``basis_bps`` updated (there are such rows when an exchange lagged behind and caught up: the
-consolidated price of those hours moved). That equals a full refresh. Bronze rows
+consolidated price of those periods moved). That equals a full refresh. Bronze rows
 that arrive behind the watermark or change after being processed are picked up by
 ``full_refresh=True`` (recompute and upsert everything), which also replaces a silver table
 written with an older schema.
@@ -124,9 +124,9 @@ def compute_candle_features(
         if new_keys.isEmpty():
             log.info("silver features: no bronze candles after the watermarks, nothing to do")
             return FeatureRunResult(0, 0, io.version(silver_path), 0, io.version(cross_path), False)
-        hours = new_keys.select(*CROSS_EXCHANGE_KEYS).distinct()
+        periods = new_keys.select(*CROSS_EXCHANGE_KEYS).distinct()
         tail = _tail(marked, new_keys.select(*SERIES_KEYS).distinct())
-        scope = candles.join(hours, CROSS_EXCHANGE_KEYS, "left_semi")
+        scope = candles.join(periods, CROSS_EXCHANGE_KEYS, "left_semi")
     else:
         tail, scope = candles.withColumn("is_new", F.lit(True)), candles
     cross = io.merge(
@@ -140,8 +140,8 @@ def compute_candle_features(
 
     faults.reach(settings, "silver-write")
     features = per_series_features(with_basis(tail, cross.frame))
-    if incremental:  # other exchanges' rows of the new rows' hours: their consolidated price moved
-        rebased = silver.join(hours, CROSS_EXCHANGE_KEYS, "left_semi").join(new_keys, CANDLE_KEYS, "left_anti")
+    if incremental:  # other exchanges' rows of the new rows' periods: their consolidated price moved
+        rebased = silver.join(periods, CROSS_EXCHANGE_KEYS, "left_semi").join(new_keys, CANDLE_KEYS, "left_anti")
         features = features.unionByName(with_basis(rebased.drop("basis_bps", "computed_at"), cross.frame))
     rows = features.withColumn("computed_at", run_time)
     options = dict(

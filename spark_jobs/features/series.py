@@ -15,12 +15,12 @@ available candles (as TA-Lib over the series without the missing rows), and
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
 
+from sentinance.settings import interval_seconds
 from sentinance.spark_jobs.features.indicators import (
     AtrState,
     MacdState,
@@ -47,7 +47,7 @@ RSI_PERIOD = ATR_PERIOD = 14
 MACD_FAST, MACD_SLOW, MACD_SIGNAL = 12, 26, 9
 VWAP_PERIOD = VOLUME_Z_PERIOD = 24
 VOLATILITY_WINDOWS = (24, 168)
-SECONDS_PER_YEAR = 365 * 24 * 3600  # crypto trades 24/7: 1h candles annualise with sqrt(24 * 365)
+SECONDS_PER_YEAR = 365 * 24 * 3600  # crypto trades 24/7: a year has SECONDS_PER_YEAR / interval candles
 
 # Earlier candles a row's features depend on, per indicator (TA-Lib's "lookback"); a row
 # with fewer is warm-up. The longest is also what an increment re-reads before its new rows.
@@ -84,14 +84,6 @@ class SeriesState:
 
 
 STATE_COLUMNS = [f.name for f in fields(SeriesState)]
-
-
-def interval_seconds(interval: str) -> int:
-    """Length of a candle interval such as ``1m``, ``1h``, ``1d``, ``1w``."""
-    match = re.fullmatch(r"(\d+)([mhdw])", interval)
-    if not match:
-        raise ValueError(f"unknown candle interval {interval!r}: expected e.g. 1m, 1h, 1d, 1w")
-    return int(match[1]) * {"m": 60, "h": 3600, "d": 86400, "w": 604800}[match[2]]
 
 
 def series_features(

@@ -66,9 +66,11 @@ def test_backfill_lands_chunks_with_a_progress_bar(
 def test_score_then_status_on_the_lakehouse(
     lakehouse_run: dict, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["score"]) == 0
+    assert lakehouse_run["stages"]["score"]["rows"] == 9  # the lakehouse run scored every instrument
+    assert main(["score"]) == 0  # the online store has not changed since: nothing new to score
     scored = json.loads(capsys.readouterr().out)
-    assert scored["score"]["rows"] == 9 and scored["load_predictions"]["table"] == "predictions"
+    assert scored["score"]["skipped"] and scored["score"]["rows"] == 0
+    assert scored["load_predictions"]["table"] == "predictions"
 
     assert main(["status", "--json"]) == 0
     status = json.loads(capsys.readouterr().out)

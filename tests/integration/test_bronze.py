@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pyarrow as pa
+from deltalake import write_deltalake
 
 from sentinance import catalog, lake
 from sentinance.catalog import CANDLE_KEYS, TRADE_KEYS
@@ -193,3 +195,27 @@ def test_simulator_labels_land_episodes_and_wash_trades_once(fresh_settings):
     assert inserted == len(episodes) + len(wash) and set(episodes["kind"]) == {"pump_and_dump", "wash_trading"}
     assert set(wash["episode_id"]) <= set(episodes["episode_id"]) and not wash.duplicated(TRADE_KEYS).any()
     assert land_simulator_labels(settings, start, end) == 0
+
+
+def test_quote_volume_joins_an_older_table_in_place_and_leaves_its_hashes(fresh_settings):
+    """A bronze table from before quote_volume: the next landing adds the column; records without it keep
+    their payload hash, so rows landed before are unchanged, not rewritten."""
+    settings = fresh_settings
+    candles = simulate_candles(END - pd.Timedelta(hours=6), END, seed=settings.seed)
+    old = pa.schema([f for f in catalog.CANDLES.schema if f.name != "quote_volume"])
+    first = land_candles(settings, candles, source="simulator", flow_run_id="run-1")
+    path = catalog.CANDLES.path(settings)
+    write_deltalake(
+        path,
+        lake.read(path).drop(columns="quote_volume").pipe(pa.Table.from_pandas, schema=old, preserve_index=False),
+        mode="overwrite",
+        schema_mode="overwrite",
+    )
+    assert "quote_volume" not in lake.read(path).columns
+
+    again = land_candles(settings, candles.assign(quote_volume=None), source="replay", flow_run_id="run-2")
+    assert again.unchanged == first.inserted and again.updated == 0
+    corrected = land_candles(settings, candles.head(1).assign(quote_volume=123.5), source="live", flow_run_id="run-3")
+    assert corrected.updated == 1
+    landed = _bronze(settings)
+    assert landed["quote_volume"].notna().sum() == 1 and landed["flow_run_id"].eq("run-1").sum() == len(candles) - 1

@@ -1,6 +1,8 @@
 """The silver feature job on a small bronze table: TA-Lib values, cross-exchange features, gaps,
 zero volume, then incremental (with a lagging exchange) == full refresh, and the job as a
-spark-submit application on either Delta backend."""
+spark-submit application on either Delta backend. Then the simulator's candles of three intervals:
+TA-Lib per series of each, annualisation and gaps per interval, cross-exchange rows that never
+mix intervals, increments per (exchange, symbol, interval) series."""
 
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from deltalake import DeltaTable, write_deltalake
 
 from sentinance import catalog, lake
 from sentinance.catalog import CANDLE_KEYS, CROSS_EXCHANGE_KEYS, SERIES_KEYS
-from sentinance.settings import Settings, Universe
+from sentinance.pipelines.sources.simulator import simulate_candles
+from sentinance.settings import INTERVAL_SECONDS, Settings, Universe
 from sentinance.spark_jobs.features import job as candle_features
 from sentinance.spark_jobs.features.job import compute_candle_features
 from sentinance.spark_jobs.features.series import LOOKBACK, series_features
@@ -71,6 +74,7 @@ def _candles(hours: slice, lagging_until: int, total: int = HOURS + EXTRA) -> pd
         high=rows["close"] * (1 + rows["spread"]),
         low=rows["close"] * (1 - rows["spread"]),
         trade_count=100,
+        quote_volume=np.nan,
         source="simulator",
         ingested_at=pd.Timestamp.now(tz="UTC"),
         flow_run_id="test",
@@ -96,6 +100,20 @@ def _talib(high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndar
     }
 
 
+def _matches_talib(series: pd.DataFrame, candles: pd.DataFrame, key: tuple) -> None:
+    """Silver rows of one series equal TA-Lib on its bronze candles (MACD near 0: bounded in units of the price)."""
+    inputs = [candles[c].to_numpy() for c in ("high", "low", "close", "volume")]
+    for column, reference in _talib(*inputs).items():
+        np.testing.assert_allclose(
+            series[column].to_numpy(dtype=float),
+            reference,
+            rtol=1e-9,
+            atol=1e-12 * inputs[2].max(),
+            equal_nan=True,
+            err_msg=f"{key} {column}",
+        )
+
+
 def _ingest(settings: Settings, hours: slice, lagging_until: int) -> None:
     lake.merge(
         catalog.CANDLES.path(settings),
@@ -115,6 +133,21 @@ def _silver(settings: Settings, name: str = "candle_features") -> pd.DataFrame:
 def _valid_bronze(settings: Settings) -> pd.DataFrame:
     bronze = lake.read(catalog.CANDLES.path(settings)).dropna(subset=["high", "low", "close", "volume"])
     return bronze.assign(asset=bronze["symbol"].str.split("/").str[0]).sort_values(CANDLE_KEYS, ignore_index=True)
+
+
+def _same_features(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
+    """The same rows and features within 1e-9 (%B within 1e-9 absolute: its bands' spread can be tiny,
+    and rolling sums started at another row differ in their last bits; docs/features.md)."""
+    pd.testing.assert_frame_equal(actual[CANDLE_KEYS], expected[CANDLE_KEYS])
+    for column in FEATURES:
+        np.testing.assert_allclose(
+            actual[column].astype(float),
+            expected[column].astype(float),
+            rtol=1e-9,
+            atol=1e-9 if column == "bb_pct_b" else 1e-12,
+            equal_nan=True,
+            err_msg=column,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -154,16 +187,7 @@ def test_first_run_matches_talib_and_the_definitions(runs: dict) -> None:
     assert config.get("delta.enableChangeDataFeed") == "true"
     for key, series in silver.groupby(SERIES_KEYS):
         candles = bronze.loc[(bronze[SERIES_KEYS] == key).all(axis=1)].reset_index(drop=True)
-        inputs = [candles[c].to_numpy() for c in ("high", "low", "close", "volume")]
-        for column, reference in _talib(*inputs).items():  # MACD near 0: bounded in units of the price
-            np.testing.assert_allclose(
-                series[column].to_numpy(dtype=float),
-                reference,
-                rtol=1e-9,
-                atol=1e-12 * inputs[2].max(),
-                equal_nan=True,
-                err_msg=f"{key} {column}",
-            )
+        _matches_talib(series, candles, key)
         expected = series_features(candles, "1h")
         pd.testing.assert_frame_equal(series[expected.columns].reset_index(drop=True), expected, check_dtype=False)
         np.testing.assert_array_equal(series["is_warmup"], np.arange(len(series)) < LOOKBACK)
@@ -235,16 +259,7 @@ def test_increment_writes_the_tail_and_equals_full_refresh(runs: dict) -> None:
     assert runs["noop"].rows_written == 0 and runs["noop"].silver_version == increment.silver_version
     assert runs["noop"].cross_exchange_version == increment.cross_exchange_version
     assert runs["refresh"].rows_written == len(refreshed) == len(incremental) and runs["refresh"].full_refresh
-    pd.testing.assert_frame_equal(incremental[CANDLE_KEYS], refreshed[CANDLE_KEYS])
-    for column in FEATURES:
-        np.testing.assert_allclose(
-            incremental[column].astype(float),
-            refreshed[column].astype(float),
-            rtol=1e-9,
-            atol=1e-12,
-            equal_nan=True,
-            err_msg=column,
-        )
+    _same_features(incremental, refreshed)
     pd.testing.assert_frame_equal(
         runs["incremental_cross"].drop(columns="computed_at"),
         runs["refreshed_cross"].drop(columns="computed_at"),
@@ -353,13 +368,122 @@ def test_spark_submit_runs_the_job_on_either_delta_backend(runs: dict, backend: 
     assert f"Delta IO through {backend}" in done.stdout and "nothing to do" in done.stdout
     submitted = _silver(Settings(home=home))
     refreshed = runs["refreshed_silver"]
-    pd.testing.assert_frame_equal(submitted[CANDLE_KEYS], refreshed[CANDLE_KEYS])
-    for column in FEATURES:
-        np.testing.assert_allclose(
-            submitted[column].astype(float),
-            refreshed[column].astype(float),
-            rtol=1e-9,
-            atol=1e-12,
-            equal_nan=True,
-            err_msg=column,
+    _same_features(submitted, refreshed)
+
+
+# -- several intervals ---------------------------------------------------------------------------
+
+INTERVALS = ("5m", "1h", "4h")
+MULTI = Universe(assets=("BTC", "XRP"))  # XRP: parameters from its name
+T0 = pd.Timestamp("2025-03-01", tz="UTC")
+T1, T2 = T0 + pd.Timedelta(days=40), T0 + pd.Timedelta(days=42)
+
+
+def _simulated(start: pd.Timestamp, end: pd.Timestamp, intervals: tuple[str, ...]) -> pd.DataFrame:
+    """Bronze rows of the simulator's candles of ``intervals`` (5m only over the last 4 days: it is dense)."""
+    frames = [
+        simulate_candles(
+            max(start, T2 - pd.Timedelta(days=4)) if i == "5m" else start, end, seed=7, universe=MULTI, interval=i
         )
+        for i in intervals
+    ]
+    rows = pd.concat(frames, ignore_index=True)
+    return rows.assign(
+        source="simulator",
+        ingested_at=pd.Timestamp.now(tz="UTC"),
+        flow_run_id="test",
+        payload_hash=[hashlib.sha256(repr(r).encode()).hexdigest() for r in rows.itertuples(index=False)],
+    )[catalog.CANDLES.schema.names]
+
+
+def _land(settings: Settings, rows: pd.DataFrame) -> None:
+    lake.merge(
+        catalog.CANDLES.path(settings), rows, CANDLE_KEYS, schema=catalog.CANDLES.schema, partition_by=["exchange"]
+    )
+
+
+@pytest.fixture(scope="module")
+def interval_runs(spark, tmp_path_factory) -> dict[str, object]:
+    """Three intervals of two assets on three exchanges: a first run, an increment of 5m and 1h
+    only, one of 4h only, and a full refresh."""
+    settings = Settings(home=tmp_path_factory.mktemp("intervals") / "state")
+    _land(settings, _simulated(T0, T1, INTERVALS))
+    first = compute_candle_features(spark, settings)
+    before = _silver(settings)
+    _land(settings, _simulated(T1, T2, ("5m", "1h")))
+    fine = compute_candle_features(spark, settings)
+    after_fine = _silver(settings)
+    _land(settings, _simulated(T1, T2, ("4h",)))
+    coarse = compute_candle_features(spark, settings)
+    incremental, incremental_cross = _silver(settings), _silver(settings, "cross_exchange_features")
+    refresh = compute_candle_features(spark, settings, full_refresh=True)
+    return dict(
+        settings=settings,
+        first=first,
+        before=before,
+        fine=fine,
+        after_fine=after_fine,
+        coarse=coarse,
+        incremental=incremental,
+        incremental_cross=incremental_cross,
+        refresh=refresh,
+        refreshed=_silver(settings),
+        refreshed_cross=_silver(settings, "cross_exchange_features"),
+        bronze=_valid_bronze(settings),
+    )
+
+
+def test_every_interval_matches_talib_counted_in_its_own_candles(interval_runs: dict) -> None:
+    silver, bronze = interval_runs["refreshed"], interval_runs["bronze"]
+    assert set(silver["interval"]) == set(INTERVALS) and silver.groupby(SERIES_KEYS).ngroups == 3 * 2 * 3
+    for key, series in silver.groupby(SERIES_KEYS):
+        interval = key[2]
+        candles = bronze.loc[(bronze[SERIES_KEYS] == key).all(axis=1)].reset_index(drop=True)
+        _matches_talib(series, candles, key)
+        close = candles["close"].to_numpy()
+        # annualised with the interval's periods per year; gaps counted in intervals
+        periods = 365 * 86400 / INTERVAL_SECONDS[interval]
+        returns = pd.Series(np.log(close)).diff()
+        np.testing.assert_allclose(
+            series["realized_vol_24"].to_numpy(dtype=float),
+            returns.rolling(24).std().to_numpy() * np.sqrt(periods),
+            rtol=1e-9,
+            equal_nan=True,
+        )
+        steps = candles["open_time"].diff() / pd.Timedelta(seconds=INTERVAL_SECONDS[interval]) - 1
+        np.testing.assert_array_equal(series["gap_bars"].to_numpy(dtype=float)[1:], steps.to_numpy()[1:])
+    assert silver.loc[silver["interval"] == "5m", "gap_bars"].max() > 0  # the simulator's empty 5 minutes
+
+
+def test_cross_exchange_features_never_mix_intervals(interval_runs: dict) -> None:
+    cross, bronze = interval_runs["refreshed_cross"], interval_runs["bronze"]
+    expected = bronze.groupby(CROSS_EXCHANGE_KEYS).agg(
+        exchange_count=("exchange", "nunique"), total_volume=("volume", "sum")
+    )
+    joined = cross.set_index(CROSS_EXCHANGE_KEYS).join(expected, rsuffix="_bronze", how="outer")
+    assert len(joined) == len(cross) == len(expected)
+    assert (joined["exchange_count"] == joined["exchange_count_bronze"]).all()
+    np.testing.assert_allclose(joined["total_volume"], joined["total_volume_bronze"], rtol=1e-12)
+    four = cross[cross["interval"] == "4h"]
+    assert (four["open_time"] == four["open_time"].dt.floor("4h")).all() and four["exchange_count"].max() == 3
+
+
+def test_increments_run_per_series_and_equal_a_full_refresh(interval_runs: dict) -> None:
+    bronze = interval_runs["bronze"]
+    new = bronze[bronze["open_time"] >= T1].groupby("interval").size()
+    fine, coarse = interval_runs["fine"], interval_runs["coarse"]
+    assert not fine.full_refresh and fine.series == 2 * 2 * 3  # the 5m and 1h series only
+    assert fine.rows_written == new["5m"] + new["1h"]
+    assert coarse.series == 2 * 3 and coarse.rows_written == new["4h"]
+    before, after = (interval_runs[k].set_index(CANDLE_KEYS)["computed_at"] for k in ("before", "after_fine"))
+    untouched = after.loc[before.index] == before
+    assert untouched.all(), "an increment rewrites no earlier row of a series (every exchange delivered)"
+    assert (after.xs("4h", level="interval").index.get_level_values("open_time") < T1).all()
+
+    incremental, refreshed = interval_runs["incremental"], interval_runs["refreshed"]
+    _same_features(incremental, refreshed)
+    pd.testing.assert_frame_equal(
+        interval_runs["incremental_cross"].drop(columns="computed_at"),
+        interval_runs["refreshed_cross"].drop(columns="computed_at"),
+        rtol=1e-12,
+    )

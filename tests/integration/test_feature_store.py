@@ -3,8 +3,6 @@ apply, materialize, point-in-time historical features and the online store."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pandas as pd
 import pytest
 
@@ -21,6 +19,7 @@ def test_apply_registers_the_feature_service(ml_settings) -> None:
     service = store.get_feature_service(FORECASTER.feature_service)
     names = [f.name for projection in service.feature_view_projections for f in projection.features]
     assert names == FORECASTER.served_columns(mart.sequence_length)  # the catalog's contract, in order
+    assert [projection.name for projection in service.feature_view_projections] == [FORECASTER.feature_view]
     assert (settings.feast_dir / "registry.db").exists()
 
 
@@ -59,7 +58,7 @@ def test_online_features_hold_the_latest_row(ml_settings) -> None:
 
 def test_materialize_is_incremental(ml_settings) -> None:
     settings, mart = ml_settings
-    result = feature_store.materialize(settings, mart.end + timedelta(hours=1))
+    result = feature_store.materialize(settings, mart.end + FORECASTER.period)
     assert result["start"] == mart.end.isoformat()
 
 
@@ -71,7 +70,9 @@ def test_postgres_online_store_serves_what_sqlite_serves(ml_settings) -> None:
     store = feature_store.feature_store(in_postgres)
     assert store.config.online_store.type == "postgres" and store.config.online_store.db_schema == "feast_online"
     feature_store.apply(in_postgres)  # its own registry: nothing materialized yet
-    assert feature_store.materialize(in_postgres, mart.end)["start"] == (mart.end - timedelta(hours=6)).isoformat()
+    ttl = store.get_feature_view(FORECASTER.feature_view).ttl
+    assert ttl == 6 * FORECASTER.period  # six periods of the contract's interval
+    assert feature_store.materialize(in_postgres, mart.end)["start"] == (mart.end - ttl).isoformat()
     served = feature_store.online_features(in_postgres, ids)
     pd.testing.assert_frame_equal(served[expected.columns], expected)
     with services.connect(settings) as conn:

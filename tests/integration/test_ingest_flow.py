@@ -1,27 +1,23 @@
-"""The `ingest` Prefect flow end to end: simulator, live (recorded responses) with a failing exchange, replay.
+"""The `ingest` Prefect flow end to end on the simulator (the exchanges: test_ingest_exchanges.py).
 
 Each test points SENTINANCE_HOME at an empty state dir of its own (a setting, not a mock); the
-flows, GX, Delta and Prefect's artifacts run for real. The only fake is the network boundary: an
-``httpx.MockTransport`` serving the recorded exchange responses of tests/recorded/.
+flows, GX, Delta and Prefect's artifacts run for real.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
-from pathlib import Path
 
-import httpx
 import pandas as pd
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-from support.exchanges import CASES, NOW, T0, FakeClock, RecordedServer, Reply, one_page
 
 from sentinance import catalog, lake
 from sentinance.catalog import CANDLE_KEYS, TRADE_KEYS
 from sentinance.errors import SettingsError
-from sentinance.pipelines.flows.ingest import IngestIncomplete, ingest, resolve_series
+from sentinance.pipelines.flows.ingest import ingest, resolve_series
 from sentinance.pipelines.landing.bronze import watermarks
 from sentinance.pipelines.sources.simulator import simulate_candles, simulate_trade_labels, simulate_trades
 from sentinance.settings import Settings, get_settings
@@ -82,13 +78,14 @@ def test_simulator_run_lands_trades_candles_labels_and_gaps(home: Settings) -> N
     gaps = lake.read(catalog.GAP_REPORT.path(home))
     assert {"kraken"} <= set(gaps["exchange"]) and gaps["missing"].sum() == 4 * 3 * 24 - len(expected)
     assert sum(g["missing"] for g in result.gaps) == gaps["missing"].sum()
-    assert result.series["kraken:BTC/USD"]["missing_candles"] > 0
+    assert result.series["kraken:BTC/USD:1h candles"]["missing_candles"] > 0
 
     artifacts = _artifacts(result.flow_run_id)
     assert artifacts["ingest-progress"] == 100.0
     report = pd.DataFrame(json.loads(artifacts["ingest-report"]))  # a table artifact is stored as JSON
-    assert sorted(report["symbol"]) == ["BTC/USD", "BTC/USDT", "SOL/USD", "SOL/USDT"]
-    assert (report["trades_landed"] > 0).all() and report["status"].eq("landed").all()
+    assert sorted(set(report["symbol"])) == ["BTC/USD", "BTC/USDT", "SOL/USD", "SOL/USDT"]
+    assert (report["landed"] > 0).all() and report["status"].eq("landed").all()
+    assert sorted(report["kind"].value_counts().items()) == [("candles", 4), ("trades", 4)]
 
     versions = {t: lake.version(catalog.table(f"bronze/{t}").path(home)) for t in ("candles", "trades")}
     again = ingest(exchanges=series["exchanges"], symbols=series["assets"], end=end, days=3)
@@ -120,104 +117,22 @@ def test_simulator_runs_extend_bronze_incrementally(home: Settings) -> None:
     assert watermarks(home) == dict(full.groupby(["exchange", "symbol", "interval"])["open_time"].max().items())
 
 
-def _live_transport(routes: dict[str, list]) -> httpx.MockTransport:
-    servers = {exchange: RecordedServer(exchange, r) for exchange, r in routes.items()}
-    hosts = {"api.binance.com": "binance", "api.exchange.coinbase.com": "coinbase", "api.kraken.com": "kraken"}
-    return httpx.MockTransport(lambda request: servers[hosts[request.url.host]](request))
+def test_the_simulator_lands_every_interval_of_the_universe(home: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each interval is its own series with its own watermark: 5m and 4h candles of the same trades."""
+    monkeypatch.setenv("SENTINANCE_INTERVALS", "5m,4h")
+    end = pd.Timestamp("2025-06-01T00:00Z")
+    result = ingest(end=end, days=1, include_trades=False, exchanges=["binance"], symbols=["BTC"])
+    candles = _read(home, "candles", CANDLE_KEYS)
+    for interval in ("5m", "4h"):
+        expected = simulate_candles(
+            end - 24 * H, end, seed=home.seed, exchanges=["binance"], assets=["BTC"], interval=interval
+        )
+        got = candles[candles["interval"] == interval].reset_index(drop=True)
+        pd.testing.assert_frame_equal(got[expected.columns], expected, check_dtype=False)
+    assert result.candles.inserted == len(candles)  # a 5m period without a trade has no candle: a gap
 
 
-def test_live_run_lands_the_healthy_series_then_replays_offline(home: Settings) -> None:
-    """binance pages overlap, coinbase is newest-first with a string and a null in numbers, kraken's
-    body is truncated JSON: kraken fails clearly, the others land, the bad rows are quarantined."""
-    binance, coinbase, kraken = CASES["binance"], CASES["coinbase"], CASES["kraken"]
-    routes = {
-        "binance": binance.pages,
-        "coinbase": one_page(coinbase, Reply(coinbase.bad_numbers)),
-        "kraken": one_page(kraken, Reply(kraken.truncated)),
-    }
-    clock = FakeClock(NOW)
-    captures = Path(tempfile.mkdtemp(prefix="captures-"))
-    options = {
-        "transport": _live_transport(routes),
-        "page_limit": 3,
-        "sleep": clock.sleep,
-        "clock": clock,
-        "capture_dir": captures,
-    }
-    window = {
-        "exchanges": ["binance", "coinbase", "kraken"],
-        "symbols": ["BTC"],
-        "start": T0,
-        "end": T0 + pd.Timedelta(hours=6),
-        "include_trades": False,
-    }
-
-    with pytest.raises(IngestIncomplete, match="1 of 3 series failed") as raised:
-        ingest(source="live", client_options=options, **window)
-    result = raised.value.result
-    assert list(result.failures) == ["kraken:BTC/USD"] and "not valid JSON" in result.failures["kraken:BTC/USD"]
-    assert result.series["kraken:BTC/USD"]["status"] == "failed"
-    assert result.series["binance:BTC/USDT"]["candles_landed"] == 5  # 00..04 once; 05 still open
-    assert result.series["coinbase:BTC/USD"]["candles_quarantined"] == result.candles.quarantined == 2
-    landed = _read(home, "candles", CANDLE_KEYS)
-    assert landed.groupby("exchange").size().to_dict() == {"binance": 5, "coinbase": 1}
-    assert not landed.duplicated(CANDLE_KEYS).any() and landed["source"].eq("live").all()
-    quarantine = lake.read(catalog.QUARANTINE_CANDLES.path(home))
-    assert sorted(quarantine["failed_expectations"]) == ["not_null_close", "not_null_high"]
-    assert (
-        result.candles.received
-        == result.candles.landed + result.candles.quarantined + result.candles.duplicates_dropped
-    )
-    assert _artifacts(result.flow_run_id)["ingest-progress"] == 100.0
-
-    # later, offline, in another state dir: no transport, the captured bodies are replayed
-    replay_home = Path(tempfile.mkdtemp(prefix="sentinance-replay-"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SENTINANCE_HOME", str(replay_home))
-        with pytest.raises(IngestIncomplete, match="kraken"):
-            ingest(
-                source="replay",
-                client_options={"capture_dir": captures},
-                exchanges=window["exchanges"],
-                symbols=["BTC"],
-                include_trades=False,
-            )
-        replayed = _read(get_settings(), "candles", CANDLE_KEYS)
-    columns = [c for c in landed.columns if c not in ("source", "ingested_at", "flow_run_id")]
-    pd.testing.assert_frame_equal(replayed[columns], landed[columns])
-    assert replayed["source"].eq("replay").all()
-
-
-def test_live_trades_land_with_text_ids(home: Settings) -> None:
-    agg_trades = "/api/v3/aggTrades"
-    routes = {
-        "binance": [
-            *CASES["binance"].pages,
-            (agg_trades, {"startTime": int(T0.timestamp() * 1000)}, [Reply("aggtrades-p1.json")]),
-            (agg_trades, {"fromId": 2921483004}, [Reply("aggtrades-p2.json")]),
-        ]
-    }
-    clock = FakeClock(NOW)
-    result = ingest(
-        source="live",
-        exchanges=["binance"],
-        symbols=["BTC"],
-        start=T0,
-        end=T0 + 3 * H,
-        client_options={
-            "transport": _live_transport(routes),
-            "page_limit": 3,
-            "sleep": clock.sleep,
-            "clock": clock,
-            "capture_dir": Path(tempfile.mkdtemp()),
-        },
-    )
-    trades = _read(home, "trades", TRADE_KEYS)
-    assert result.trades.landed == len(trades) == 5
-    assert trades["trade_id"].tolist() == [str(2921483001 + i) for i in range(5)] and trades["side"].isna().all()
-
-
-def test_bad_parameters_fail_before_any_work() -> None:
+def test_bad_parameters_fail_before_any_work(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = get_settings()
     with pytest.raises(SettingsError, match="source must be one of"):
         resolve_series(settings, None, None, "ftp")
@@ -225,6 +140,11 @@ def test_bad_parameters_fail_before_any_work() -> None:
         resolve_series(settings, ["binance"], ["BTC/EUR"], "simulator")
     with pytest.raises(SettingsError, match="exchange 'bitstamp' not in the universe"):
         resolve_series(settings, ["bitstamp"], None, "live")
+    with pytest.raises(SettingsError, match="interval"):
+        ingest(intervals=["5m"])  # not in the universe
+    monkeypatch.setenv("SENTINANCE_EXCHANGES", "nope=USD")
+    with pytest.raises(SettingsError, match="exchange 'nope' is not a ccxt exchange id"):
+        ingest(source="live")
     assert resolve_series(settings, ["coinbase"], ["eth", "BTC/USDT"], "live") == [
         ("coinbase", "ETH/USD"),
         ("coinbase", "BTC/USDT"),

@@ -2,6 +2,8 @@
 
 A small hand-made lake: 12 days of hourly candles for three instruments (coinbase BTC/USD has
 no candle on GAP_DAY, binance ETH/USDT none at GAP_HOUR), one anomaly and three predictions.
+Beside them, other intervals aggregated from the same hours: 4h candles of binance BTC/USDT
+every day, and binance ETH/USDT has 4h candles instead of hourly ones on COARSE_DAY.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ D0 = pd.Timestamp("2024-03-01", tz="UTC")
 DAYS = 12
 GAP_DAY = 5
 GAP_HOUR = 30
+COARSE_DAY = 8
 INSTRUMENTS = [("binance", "BTC/USDT", 60_000.0), ("coinbase", "BTC/USD", 60_000.0), ("binance", "ETH/USDT", 3_000.0)]
 CDF = {"delta.enableChangeDataFeed": "true"}
 
@@ -55,6 +58,34 @@ def bronze_candles(first_hour: int, last_hour: int, ingested_at: pd.Timestamp) -
         missing = (hours // 24 == GAP_DAY) if exchange == "coinbase" else (hours == GAP_HOUR) & (symbol == "ETH/USDT")
         frames.append(frame[(hours >= first_hour) & (hours < last_hour) & ~missing])
     return pd.concat(frames, ignore_index=True)
+
+
+def coarser(candles: pd.DataFrame, interval: str) -> pd.DataFrame:
+    """Candles of ``interval`` aggregated from hourly ones, as an exchange would serve them."""
+    bucket = candles["open_time"].dt.floor(interval)
+    groups = candles.groupby(["exchange", "symbol", bucket], sort=True)
+    frame = groups.agg(
+        open=("open", "first"),
+        high=("high", "max"),
+        low=("low", "min"),
+        close=("close", "last"),
+        volume=("volume", "sum"),
+        trade_count=("trade_count", "sum"),
+        source=("source", "first"),
+        ingested_at=("ingested_at", "max"),
+        flow_run_id=("flow_run_id", "first"),
+        payload_hash=("payload_hash", "first"),
+    ).reset_index()
+    return frame.assign(interval=interval)[candles.columns]
+
+
+def with_other_intervals(hourly: pd.DataFrame) -> pd.DataFrame:
+    """``hourly`` with binance BTC/USDT's 4h candles, and binance ETH/USDT's COARSE_DAY in 4h candles only."""
+    btc = hourly[(hourly["exchange"] == "binance") & (hourly["symbol"] == "BTC/USDT")]
+    eth_day = (hourly["symbol"] == "ETH/USDT") & (
+        hourly["open_time"].dt.floor("D") == D0 + pd.Timedelta(days=COARSE_DAY)
+    )
+    return pd.concat([hourly[~eth_day], coarser(btc, "4h"), coarser(hourly[eth_day], "4h")], ignore_index=True)
 
 
 def land(settings: Settings, candles: pd.DataFrame) -> None:
@@ -119,17 +150,23 @@ def built(mart_settings: Settings) -> DbtBuildResult:
         schema=catalog.PREDICTIONS.schema,
         configuration=CDF,
     )
-    land(t, bronze_candles(0, 24 * DAYS, D0))
+    land(t, with_other_intervals(bronze_candles(0, 24 * DAYS, D0)))
     return build_marts(t)
 
 
-def test_hourly_and_daily_facts_show_gaps(built, mart_settings):
+def test_candles_and_daily_facts_show_gaps(built, mart_settings):
     candles = bronze_candles(0, 24 * DAYS, D0)
-    hourly = fetch(mart_settings, "SELECT * FROM marts.fct_candles_hourly")
+    landed = with_other_intervals(candles)
+    facts = fetch(mart_settings, "SELECT * FROM marts.fct_candles")
+    hourly = facts[facts["interval"] == "1h"]
     daily = fetch(mart_settings, "SELECT * FROM marts.fct_daily_metrics").set_index(["instrument_id", "date_day"])
 
     assert built.success and not built.failed
-    assert len(hourly) == len(candles)
+    assert (
+        len(facts) == len(landed)
+        and facts.groupby("interval").size().to_dict() == landed.groupby("interval").size().to_dict()
+    )
+    assert (facts["interval_seconds"] == facts["interval"].map({"1h": 3600, "4h": 14400})).all()
     eth = hourly[hourly["instrument_id"] == "binance:ETH/USDT"].set_index("open_time").sort_index()
     assert eth["log_return"].iloc[5] == pytest.approx(np.log(eth["close"].iloc[5] / eth["close"].iloc[4]))
     after_gap = eth.loc[D0 + pd.Timedelta(hours=GAP_HOUR + 1)]
@@ -154,6 +191,30 @@ def test_hourly_and_daily_facts_show_gaps(built, mart_settings):
     assert row["realized_volatility"] == pytest.approx(np.sqrt((returns**2).sum()))
     assert row["log_return"] == pytest.approx(np.log(hours["close"].iloc[-1] / btc["close"].iloc[24 * day - 1]))
     assert (row["volume"], row["trade_count"]) == (pytest.approx(hours["volume"].sum()), hours["trade_count"].sum())
+    assert row["interval"] == "1h", "the finest interval of the day: its 4h candles are not counted again"
+
+
+def test_a_day_without_finer_candles_is_built_from_a_coarser_interval(built, mart_settings):
+    daily = fetch(mart_settings, "SELECT * FROM marts.fct_daily_metrics").set_index(["instrument_id", "date_day"])
+    facts = fetch(mart_settings, "SELECT * FROM marts.fct_candles WHERE interval = '4h'").set_index(
+        ["instrument_id", "open_time"]
+    )
+    day = (D0 + pd.Timedelta(days=COARSE_DAY)).date()
+    four = facts.loc["binance:ETH/USDT"].sort_index()
+    row = daily.loc[("binance:ETH/USDT", day)]
+    assert (row["interval"], row["hours_observed"], row["is_complete"]) == ("4h", 24, True)
+    assert (row["open"], row["close"]) == (pytest.approx(four["open"].iloc[0]), pytest.approx(four["close"].iloc[-1]))
+    assert row["volume"] == pytest.approx(four["volume"].sum()) and row["trade_count"] == four["trade_count"].sum()
+    # the first 4h candle follows none: five 4h returns, scaled to the day's six in the asset view
+    assert row["returns_observed"] == 5
+    assert row["realized_volatility"] == pytest.approx(np.sqrt((four["log_return"].dropna() ** 2).sum()))
+    assets = fetch(
+        mart_settings,
+        "SELECT * FROM intermediate.int_daily_metrics_aggregated_to_assets WHERE asset = 'ETH' AND date_day = %s",
+        day,
+    ).iloc[0]
+    assert assets["realized_volatility_24h"] == pytest.approx(row["realized_volatility"] * np.sqrt(6 / 5))
+    assert daily.loc[("binance:ETH/USDT", (D0 + pd.Timedelta(days=COARSE_DAY - 1)).date())]["interval"] == "1h"
 
 
 def test_fear_and_greed_and_the_market_overview(built, mart_settings):
@@ -218,7 +279,7 @@ def test_source_freshness_warns_on_historic_or_missing_data(built, mart_settings
 
 def test_incremental_builds_equal_a_full_refresh(built, mart_settings):
     tables = {
-        "fct_candles_hourly": "open_time",
+        "fct_candles": "interval, open_time",
         "fct_daily_metrics": "date_day",
         "fct_model_performance": "target_time",
     }
@@ -251,7 +312,7 @@ def test_incremental_builds_equal_a_full_refresh(built, mart_settings):
 
 
 def test_bad_candles_stop_the_marts_and_keep_the_last_good_build(built, mart_settings):
-    before = fetch(mart_settings, "SELECT count(*) AS n, max(open_time) AS latest FROM marts.fct_candles_hourly")
+    before = fetch(mart_settings, "SELECT count(*) AS n, max(open_time) AS latest FROM marts.fct_candles")
     late = D0 + pd.Timedelta(days=40)  # after a silence longer than max_candle_gap_hours ...
     with services.connect(mart_settings) as conn:  # ... and with its high below its low
         conn.execute(
@@ -267,9 +328,9 @@ def test_bad_candles_stop_the_marts_and_keep_the_last_good_build(built, mart_set
         assert "ohlc_is_consistent_stg_bronze__candles" in message
         assert "no_gap_longer_than_stg_bronze__candles" in message
         assert failure.value.result.counts["skipped"] >= 1
-        assert fetch(
-            mart_settings, "SELECT count(*) AS n, max(open_time) AS latest FROM marts.fct_candles_hourly"
-        ).equals(before)
+        assert fetch(mart_settings, "SELECT count(*) AS n, max(open_time) AS latest FROM marts.fct_candles").equals(
+            before
+        )
     finally:
         with services.connect(mart_settings) as conn:
             conn.execute("DELETE FROM lake.candles WHERE open_time = %s", [late])

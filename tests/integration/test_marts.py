@@ -112,6 +112,7 @@ def test_the_mart_has_exactly_the_catalogs_columns_and_its_unit_tests_pass(built
     }
     assert unit_tests == {
         "test_training_features_lag_over_a_gap_free_grid": "pass",
+        "test_training_features_of_a_4h_contract_step_by_4_hours": "pass",
         "test_fear_and_greed_scores_a_volatility_spike_as_fear": "pass",
     }
 

@@ -8,8 +8,6 @@ input is the mean-reverting basis), after Made-With-ML's behavioural tests:
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -29,7 +27,7 @@ def fitted(synthetic_training_set: pd.DataFrame) -> train.FoldFit:
         n_folds=1,
         test_fraction=0.2,
         validation_fraction=0.15,
-        embargo=timedelta(hours=PARAMS.sequence_length),
+        embargo=PARAMS.embargo,
     )
     return train.fit_fold(synthetic_training_set, windows[-1], PARAMS)
 

@@ -85,9 +85,9 @@ def test_compare_tests_hourly_means_and_needs_both_tests() -> None:
     truth = rng.normal(0, 1, 600)
     good, bad = truth + rng.normal(0, 0.5, 600), truth + rng.normal(0, 1.0, 600)
     better = evaluation.compare(evaluation.loss(good, truth), evaluation.loss(bad, truth), hours, alpha=0.05)
-    assert better.hours == 200 and better.a_better and better.dm_pvalue < 1e-6 and better.t_pvalue < 1e-6
+    assert better.periods == 200 and better.a_better and better.dm_pvalue < 1e-6 and better.t_pvalue < 1e-6
     worse = evaluation.compare(evaluation.loss(bad, truth), evaluation.loss(good, truth), hours, alpha=0.05)
     assert not worse.a_better and worse.dm_pvalue > 0.99
     same = evaluation.compare(evaluation.loss(good, truth), evaluation.loss(good, truth), hours, alpha=0.05)
     assert not same.a_better
-    assert set(better.as_dict("x_")) >= {"x_dm_pvalue", "x_t_pvalue", "x_hours", "x_a_better"}
+    assert set(better.as_dict("x_")) >= {"x_dm_pvalue", "x_t_pvalue", "x_periods", "x_a_better"}

@@ -112,7 +112,7 @@ def test_train_logs_walk_forward_metrics_lineage_explanations_and_registers(ml_s
     assert len(explained["shap"]["by_lag"]) == SEQUENCE_LENGTH and len(explained["lime"]) == EXPLAIN.lime_instances
     info = mlflow.models.get_model_info(f"models:/{FORECASTER.name}/{first.version}")
     assert info.signature.inputs.inputs[0].shape == (-1, SEQUENCE_LENGTH, 4)
-    assert info.metadata["sequence_length"] == SEQUENCE_LENGTH
+    assert (info.metadata["sequence_length"], info.metadata["interval"]) == (SEQUENCE_LENGTH, FORECASTER.interval)
 
 
 def test_gate_compares_with_persistence_and_the_champion_on_the_same_rows(ml_settings, trained) -> None:
@@ -125,8 +125,8 @@ def test_gate_compares_with_persistence_and_the_champion_on_the_same_rows(ml_set
     assert first.gate["promoted"]  # the LSTM beats persistence by far on this mart
 
     vs_champion = second.gate["vs_champion"]
-    assert second.gate["champion_version"] == first.version and vs_champion["hours"] > 0
-    assert vs_champion["hours"] == second.gate["vs_persistence"]["hours"]  # v1 never saw v2's holdout
+    assert second.gate["champion_version"] == first.version and vs_champion["periods"] > 0
+    assert vs_champion["periods"] == second.gate["vs_persistence"]["periods"]  # v1 never saw v2's holdout
     assert second.gate["promoted"] == bool(second.gate["vs_persistence"]["a_better"] and vs_champion["a_better"])
     assert (registry.CHAMPION in second.aliases) == second.gate["promoted"]
     client = registry.client(settings)
@@ -186,7 +186,7 @@ def test_score_latest_serves_the_champion_and_shadows_the_challenger(ml_settings
     assert len(predictions) == 6 and set(predictions["model_version"]) == {first.version, second.version}
     for _, row in predictions.iterrows():
         assert row["feature_time"] == latest[row["instrument_id"]]
-        assert row["target_time"] == row["feature_time"] + timedelta(hours=1)
+        assert row["target_time"] == row["feature_time"] + FORECASTER.period
         assert row["predicted_close"] > 0 and abs(row["predicted_log_return"]) < 0.1
     again = score.score_latest(settings)  # rescoring the same hour with the same versions writes nothing
     assert again.delta_version == result.delta_version
@@ -216,8 +216,8 @@ def test_ab_test_pairs_the_versions_on_the_same_targets(ml_settings, champion_an
         score.predictions_path(settings), backlog, keys=catalog.PREDICTION_KEYS, schema=catalog.PREDICTIONS.schema
     )
 
-    result = ab_testing.compare_champion_challenger(settings, min_hours=30)
-    assert result.status == ab_testing.COMPARED and result.hours == 40 and result.pairs == 120
+    result = ab_testing.compare_champion_challenger(settings, min_periods=30)
+    assert result.status == ab_testing.COMPARED and result.periods == 40 and result.pairs == 120
     assert (result.champion_version, result.challenger_version) == (first.version, second.version)
     pairs = ab_testing.paired_forecasts(settings, first.version, second.version)
     expected = evaluation.compare(
@@ -234,7 +234,7 @@ def test_ab_test_pairs_the_versions_on_the_same_targets(ml_settings, champion_an
         .loc[list(zip(pairs["instrument_id"], pairs["feature_time"], strict=True)), "next_log_return"]
         .to_numpy()
     ).all()
-    assert ab_testing.compare_champion_challenger(settings, min_hours=41).status == ab_testing.INSUFFICIENT
+    assert ab_testing.compare_champion_challenger(settings, min_periods=41).status == ab_testing.INSUFFICIENT
     client = registry.client(settings)
     assert client.get_run(result.run_id).data.tags["status"] == ab_testing.COMPARED
     assert (

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import timedelta
+
 import pytest
 
 from sentinance import catalog
 from sentinance.catalog import FORECASTER, MIRRORED, TABLES
-from sentinance.settings import Settings
+from sentinance.settings import INTERVAL_SECONDS, Settings
 
 
 def test_every_table_is_declared_once_with_its_keys_and_partitions_in_its_schema(tmp_path) -> None:
@@ -37,7 +40,10 @@ def test_what_the_warehouse_mirrors_has_keys_and_a_change_feed() -> None:
 
 def test_the_raw_records_are_the_bronze_tables_without_lineage() -> None:
     lineage = {f.name for f in catalog.LINEAGE_FIELDS}
-    assert [n for n in catalog.CANDLES.schema.names if n not in lineage] == catalog.CANDLE_COLUMNS
+    assert [n for n in catalog.CANDLES.schema.names if n not in lineage] == [
+        *catalog.CANDLE_COLUMNS,
+        *catalog.OPTIONAL_CANDLE_COLUMNS,
+    ]
     assert set(catalog.TRADE_KEYS) <= set(catalog.TRADE_COLUMNS)
 
 
@@ -52,10 +58,19 @@ def test_the_model_contract_names_its_columns_once() -> None:
     assert set(FORECASTER.features) - silver == {"sma_ratio"}  # the one derived in the mart (close / sma_20 - 1)
 
 
+def test_the_contract_s_interval_keys_its_view_and_sets_its_period() -> None:
+    assert FORECASTER.feature_view == f"instrument_{FORECASTER.interval}_features" == "instrument_1h_features"
+    assert FORECASTER.period == timedelta(seconds=INTERVAL_SECONDS[FORECASTER.interval]) == timedelta(hours=1)
+    four = replace(FORECASTER, interval="4h")
+    assert (four.feature_view, four.period) == ("instrument_4h_features", timedelta(hours=4))
+
+
 def test_dbt_receives_the_contract_and_the_universe(tmp_path) -> None:
     settings = Settings(home=tmp_path, sequence_length=5, exchanges={"okx": "USDT"})
     assert catalog.dbt_vars(settings) == {
         "exchanges": ["okx"],
+        "interval_seconds": INTERVAL_SECONDS,
+        "anomaly_interval": "1h",
         "model": {
             "features": list(FORECASTER.features),
             "label": FORECASTER.label,

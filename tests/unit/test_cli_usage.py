@@ -72,6 +72,14 @@ def test_usage_mistakes_exit_2_with_one_line(argv: list[str], needle: str, capsy
     assert len(err.splitlines()) == 1 and err.startswith("sentinance"), err
 
 
+def test_bulk_backfill_reads_only_binance(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["backfill", "--source", "bulk", "--start", "2024-01-01", "--end", "2024-02-01", "--exchange", "kraken"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "sentinance backfill: error: --source bulk reads Binance's archives: --exchange can only be binance"
+    )
+
+
 def test_ui_on_a_busy_port_exits_1_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     import socket
 

@@ -10,13 +10,7 @@ import talib
 from numpy.lib.stride_tricks import sliding_window_view
 
 from sentinance.spark_jobs.features import indicators as ind
-from sentinance.spark_jobs.features.series import (
-    LOOKBACK,
-    STATE_COLUMNS,
-    SeriesState,
-    interval_seconds,
-    series_features,
-)
+from sentinance.spark_jobs.features.series import LOOKBACK, STATE_COLUMNS, SeriesState, series_features
 
 RTOL = 1e-9
 HOURS_PER_YEAR = 24 * 365
@@ -163,12 +157,6 @@ def test_rolling_vwap_and_volume_zscore_match_numpy(bars: dict[str, np.ndarray])
     z[23:] = (v[23:] - windows(v).mean(axis=1)) / windows(v).std(axis=1, ddof=1)
     close_enough(ind.rolling_vwap(h, low, c, v, 24), vwap)
     close_enough(ind.zscore(v, 24), z)
-
-
-def test_interval_seconds() -> None:
-    assert interval_seconds("1h") == 3600 and interval_seconds("15m") == 900 and interval_seconds("1d") == 86400
-    with pytest.raises(ValueError, match="unknown candle interval"):
-        interval_seconds("1 hour")
 
 
 def candle_frame(n: int, missing: tuple[int, ...] = ()) -> pd.DataFrame:

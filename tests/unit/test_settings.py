@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from sentinance.errors import SettingsError
-from sentinance.settings import DEFAULT_ASSETS, DEFAULT_EXCHANGES, Settings, Universe, configure, get_settings
+from sentinance.settings import (
+    DEFAULT_ASSETS,
+    DEFAULT_EXCHANGES,
+    Settings,
+    Universe,
+    configure,
+    get_settings,
+    interval_seconds,
+)
 
 SENTINANCE_VARIABLES = [k for k in os.environ if k.startswith("SENTINANCE_") and k != "SENTINANCE_HOME"]
 
@@ -49,6 +57,12 @@ def test_the_universe_comes_from_the_environment(clean_env) -> None:
     ]
     with pytest.raises(SettingsError, match="exchange 'kraken' not in the universe"):
         universe.select(exchanges=["kraken"])
+
+
+def test_interval_seconds_knows_the_universe_s_intervals_only() -> None:
+    assert interval_seconds("1h") == 3600 and interval_seconds("15m") == 900 and interval_seconds("1d") == 86400
+    with pytest.raises(SettingsError, match="unknown candle interval '1w': one of 1m, 5m"):
+        interval_seconds("1w")
 
 
 def test_a_toml_file_sets_what_the_environment_does_not(clean_env, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ Trades and candles come from one model: candles are exactly the aggregation of t
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 
 import numpy as np
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 
 from sentinance.catalog import CANDLE_COLUMNS, SIMULATOR_TRADE_LABELS, TRADE_COLUMNS
+from sentinance.errors import SettingsError
 from sentinance.pipelines.sources import simulator
 from sentinance.pipelines.sources.simulator import (
     ORIGIN,
@@ -20,7 +22,7 @@ from sentinance.pipelines.sources.simulator import (
     simulate_trade_labels,
     simulate_trades,
 )
-from sentinance.settings import Universe
+from sentinance.settings import INTERVAL_SECONDS, Universe
 
 START = pd.Timestamp("2025-03-01T00:00Z")
 END = START + pd.Timedelta(days=10)
@@ -360,3 +362,151 @@ def test_a_window_inside_an_outage_has_no_candles():
     assert simulate_trades(
         missing[0], missing[0] + pd.Timedelta(hours=1), seed=7, exchanges=["kraken"], assets=["BTC"]
     ).empty
+
+
+# -- today's history, pinned -------------------------------------------------------------------
+
+
+def test_the_default_universe_simulates_the_history_it_always_did():
+    """Content hashes of 2 days of the defaults (3 exchanges x BTC/ETH/SOL, 1h, seed 7), recorded
+    before the simulator grew N assets and intervals: extending it must not move a single bit."""
+
+    def digest(frame: pd.DataFrame) -> str:
+        return hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()
+
+    window = (START, START + pd.Timedelta(days=2))
+    assert digest(simulate_candles(*window, seed=7)) == (
+        "909304c8f9747c83a1b8e984cab26396708003ccfd03c04a5a4f1e345cc0d84e"
+    )
+    assert digest(simulate_trades(*window, seed=7)) == (
+        "65e0ec16d6fb2b86d63398c2690e0babbbd28671f79d697ebada77ce9663f4ab"
+    )
+
+
+# -- any interval --------------------------------------------------------------------------------
+
+INTERVAL_WINDOW = (START, START + pd.Timedelta(days=4))
+
+
+@pytest.mark.parametrize("interval", ["1m", "5m", "15m", "4h", "1d"])
+def test_candles_of_any_interval_aggregate_the_trades_of_their_buckets(trades, interval):
+    step = pd.Timedelta(seconds=INTERVAL_SECONDS[interval])
+    window = trades[trades["trade_time"] < INTERVAL_WINDOW[0] + pd.Timedelta(days=2)]
+    bucket = window["trade_time"].dt.floor(step).rename("open_time")
+    groups = window.groupby(["exchange", "symbol", bucket])
+    aggregated = groups["price"].agg(["first", "max", "min", "last"]).set_axis(["open", "high", "low", "close"], axis=1)
+    aggregated = aggregated.assign(volume=groups["size"].sum(), trade_count=groups.size()).reset_index()
+    candles = simulate_candles(INTERVAL_WINDOW[0], INTERVAL_WINDOW[0] + pd.Timedelta(days=2), seed=7, interval=interval)
+    assert list(candles.columns) == CANDLE_COLUMNS and candles["interval"].eq(interval).all()
+    assert (candles["open_time"] == candles["open_time"].dt.floor(step)).all()
+    joined = candles.merge(aggregated, on=KEY, how="outer", suffixes=("", "_trades"), indicator=True)
+    assert joined["_merge"].eq("both").all(), "a candle for every interval with trades and none without"
+    for column in ["open", "high", "low", "close", "trade_count"]:
+        assert (joined[column] == joined[f"{column}_trades"]).all(), column
+    np.testing.assert_allclose(joined["volume"], joined["volume_trades"], rtol=1e-9)
+
+
+def test_daily_candles_aggregate_the_hourly_ones():
+    hourly = _key_sorted(simulate_candles(*INTERVAL_WINDOW, seed=7))
+    daily = simulate_candles(*INTERVAL_WINDOW, seed=7, interval="1d").set_index(KEY).sort_index()
+    day = hourly["open_time"].dt.floor("D")
+    groups = hourly.groupby(["exchange", "symbol", day])
+    expected = pd.DataFrame(
+        {
+            "open": groups["open"].first(),
+            "high": groups["high"].max(),
+            "low": groups["low"].min(),
+            "close": groups["close"].last(),
+            "volume": groups["volume"].sum(),
+            "trade_count": groups["trade_count"].sum(),
+        }
+    )
+    expected.index.names = KEY
+    pd.testing.assert_frame_equal(daily[expected.columns], expected, rtol=1e-9)
+
+
+def test_intervals_are_window_independent_and_take_bounds_on_their_grid():
+    start, end = START + pd.Timedelta(minutes=35), START + pd.Timedelta(hours=7, minutes=20)
+    wide = simulate_candles(START, START + pd.Timedelta(days=1), seed=7, interval="5m")
+    narrow = simulate_candles(start, end, seed=7, interval="5m")
+    sliced = wide[(wide["open_time"] >= start) & (wide["open_time"] < end)]
+    pd.testing.assert_frame_equal(_key_sorted(narrow), _key_sorted(sliced))
+    # trades of part of an hour keep the ids they have in the whole hour
+    whole = simulate_trades(START, START + pd.Timedelta(hours=8), seed=7)
+    part = simulate_trades(start, end, seed=7)
+    inside = whole[(whole["trade_time"] >= start) & (whole["trade_time"] < end)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(part, inside)
+    later = START + pd.Timedelta(hours=8)
+    four = simulate_candles(START, START + pd.Timedelta(days=2), seed=7, interval="4h")
+    pd.testing.assert_frame_equal(
+        _key_sorted(simulate_candles(later, START + pd.Timedelta(days=2), seed=7, interval="4h")),
+        _key_sorted(four[four["open_time"] >= later]),
+    )
+
+
+@pytest.mark.parametrize(
+    ("start", "interval", "message"),
+    [
+        (START + pd.Timedelta(hours=2), "4h", "aligned to 4h"),
+        (START + pd.Timedelta(minutes=3), "5m", "aligned to 5m"),
+        (START, "2h", "unknown candle interval '2h'"),
+    ],
+)
+def test_rejects_bounds_off_the_interval_grid_and_unknown_intervals(start, interval, message):
+    with pytest.raises(SettingsError, match=message):
+        simulate_candles(start, END, seed=7, interval=interval)
+    with pytest.raises(SettingsError, match="aligned to a whole minute"):
+        simulate_trades(START + pd.Timedelta(seconds=30), END, seed=7)
+
+
+# -- N assets ------------------------------------------------------------------------------------
+
+TEN = ("BTC", "ETH", "SOL", "XRP", "ADA", "DOGE", "AVAX", "DOT", "LINK", "LTC")
+
+
+def test_an_asset_without_parameters_gets_them_from_its_name():
+    params = {asset: simulator.asset_params(asset) for asset in TEN[3:]}
+    assert len({p[0] for p in params.values()}) == len(params), "different names, different markets"
+    for price, vol, weight, loading in params.values():
+        assert 0.1 <= price <= 1_000 and 0.008 <= vol <= 0.016 and 0.01 <= weight <= 0.15 and 0.5 <= loading <= 0.8
+    simulator.asset_params.cache_clear()
+    assert {asset: simulator.asset_params(asset) for asset in TEN[3:]} == params
+    np.testing.assert_allclose(
+        np.outer(simulator.LOADINGS, simulator.LOADINGS)[np.triu_indices(3, 1)], [0.8, 0.7, 0.75]
+    )
+
+
+def test_a_series_does_not_depend_on_the_other_assets_of_the_universe():
+    universe = Universe(assets=TEN)
+    many = simulate_candles(START, START + pd.Timedelta(days=3), seed=7, universe=universe)
+    assert set(many["symbol"].str.split("/").str[0]) == set(TEN)
+    for asset in ("BTC", "XRP"):
+        alone = simulate_candles(START, START + pd.Timedelta(days=3), seed=7, universe=universe, assets=[asset])
+        pd.testing.assert_frame_equal(_key_sorted(many[many["symbol"].str.startswith(f"{asset}/")]), _key_sorted(alone))
+    calibrated = simulate_candles(START, START + pd.Timedelta(days=3), seed=7)  # today's default universe
+    pd.testing.assert_frame_equal(_key_sorted(many[many["symbol"].str[:3].isin(TEN[:3])]), _key_sorted(calibrated))
+    other = simulate_candles(START, START + pd.Timedelta(days=3), seed=8, universe=universe, assets=["XRP"])
+    both = alone.merge(other, on=KEY)
+    assert not np.allclose(both["close_x"], both["close_y"]), "the seed draws the path, the name only its parameters"
+
+
+def test_one_market_factor_correlates_every_asset():
+    """corr(i, j) ~ b_i b_j for every pair, the calibrated ones included, and each asset's own vol."""
+    universe = Universe(exchanges={"binance": "USDT"}, assets=TEN)
+    df = simulate_candles(START, START + pd.Timedelta(days=240), seed=7, universe=universe)
+    returns = np.log(df.pivot_table(index="open_time", columns="symbol", values="close")).diff().asfreq("h")
+    returns.columns = returns.columns.str.split("/").str[0]
+    loading = pd.Series({a: simulator.asset_params(a)[3] for a in TEN})
+    expected = np.outer(loading[returns.columns], loading[returns.columns])
+    observed = returns.corr().to_numpy()
+    off = ~np.eye(len(TEN), dtype=bool)
+    assert np.abs(observed - expected)[off].max() < 0.12, pd.DataFrame(observed - expected, returns.columns)
+    vol = pd.Series({a: simulator.asset_params(a)[1] for a in TEN})
+    ratio = returns.std() / vol[returns.columns]
+    assert ratio.between(0.75, 1.4).all(), ratio  # fat tails and pumps: a sample std wanders
+    assert returns.kurt().gt(1).all() and returns.abs().apply(lambda r: r.autocorr(1)).gt(0.03).all()
+
+
+def test_an_exchange_without_parameters_is_refused_in_one_line():
+    with pytest.raises(SettingsError, match=r"no parameters for \['okx'\].*binance, coinbase, kraken"):
+        simulate_candles(START, END, seed=7, universe=Universe(exchanges={"okx": "USDT"}))

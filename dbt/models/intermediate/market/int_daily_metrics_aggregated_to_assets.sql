@@ -1,6 +1,7 @@
 {#- One row per asset and UTC day across the tracked exchanges (USDT counted as USD). Volume and
-    realised volatility are scaled to a full day from the hours observed, so a day with an
-    outage or the current, partial day compares with complete days. -#}
+    realised volatility are scaled to a full day from the hours and returns observed (a day of
+    hourly candles has 24 returns, of 5-minute candles 288), so a day with an outage, the
+    current partial day, or a day built from another interval compares with complete days. -#}
 
 with
 
@@ -19,7 +20,9 @@ aggregated as (
         bool_and(is_complete) as is_complete,
         avg(close) as close,
         avg(log_return) as log_return,
-        avg(realized_volatility * sqrt(24.0 / nullif(returns_observed, 0))) as realized_volatility_24h,
+        avg(
+            realized_volatility * sqrt(86400.0 / {{ interval_seconds('interval') }} / nullif(returns_observed, 0))
+        ) as realized_volatility_24h,
         sum(volume) as volume,
         sum(quote_volume) as quote_volume,
         sum(quote_volume * 24.0 / nullif(hours_observed, 0)) as quote_volume_24h,

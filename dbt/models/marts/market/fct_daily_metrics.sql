@@ -10,18 +10,19 @@
 
 {#- One row per instrument and UTC day on a date spine from the instrument's first day to the
     latest day of any instrument, so a day without candles is a row with hours_observed = 0.
-    Incremental runs rebuild, per instrument, from the first day touched by hourly rows
-    rewritten since the last build (or from its last built day) to the latest day; the day
-    before is read for its close only. -#}
+    A day is built from the candles of ONE interval, the finest that has a candle that day, so
+    intervals landed side by side are never counted twice (ADR 0007). Incremental runs
+    rebuild, per instrument, from the first day touched by candles rewritten since the last build
+    (or from its last built day) to the latest day; the day before is read for its close only. -#}
 
 with
 
-hourly as (
+candles as (
 
     select
         *,
         (open_time at time zone 'UTC')::date as date_day
-    from {{ ref('fct_candles_hourly') }}
+    from {{ ref('fct_candles') }}
 
 ),
 
@@ -40,7 +41,7 @@ rebuild_from as (
             symbol,
             asset,
             date_day
-        from hourly
+        from candles
         {%- if is_incremental() %}
         where ingested_at > (select coalesce(max(built.last_ingested_at), '-infinity') from {{ this }} as built)
         union all
@@ -70,36 +71,64 @@ spine as (
     from rebuild_from
     cross join lateral generate_series(
         rebuild_from.first_day - 1,
-        (select max(date_day) from hourly),
+        (select max(date_day) from candles),
         interval '1 day'
     ) as day
+
+),
+
+rebuilt as (
+
+    select candles.*
+    from candles
+    inner join rebuild_from
+        on
+            candles.instrument_id = rebuild_from.instrument_id
+            and candles.date_day >= rebuild_from.first_day - 1
+
+),
+
+finest as (
+
+    select
+        instrument_id,
+        date_day,
+        min(interval_seconds) as interval_seconds
+    from rebuilt
+    group by instrument_id, date_day
 
 ),
 
 daily as (
 
     select
-        hourly.instrument_id,
-        hourly.date_day,
-        count(*) as hours_observed,
-        (array_agg(hourly.open order by hourly.open_time))[1] as open,
-        max(hourly.high) as high,
-        min(hourly.low) as low,
-        (array_agg(hourly.close order by hourly.open_time desc))[1] as close,
-        sum(hourly.quote_volume) / nullif(sum(hourly.volume), 0) as vwap,
-        sum(hourly.volume) as volume,
-        sum(hourly.quote_volume) as quote_volume,
-        sum(hourly.trade_count)::bigint as trade_count,
-        sqrt(sum(hourly.log_return ^ 2)) as realized_volatility,
-        count(hourly.log_return) as returns_observed,
-        max(hourly.ingested_at) as last_ingested_at
+        rebuilt.instrument_id,
+        rebuilt.date_day,
+        min(rebuilt.interval) as interval,
+        -- hours with a candle: sub-hourly candles count their hour once, longer ones their length
+        (
+            count(distinct floor(extract(epoch from rebuilt.open_time) / greatest(rebuilt.interval_seconds, 3600)))
+            * max(greatest(rebuilt.interval_seconds, 3600)) / 3600
+        )::integer as hours_observed,
+        (array_agg(rebuilt.open order by rebuilt.open_time))[1] as open,
+        max(rebuilt.high) as high,
+        min(rebuilt.low) as low,
+        (array_agg(rebuilt.close order by rebuilt.open_time desc))[1] as close,
+        sum(rebuilt.quote_volume) / nullif(sum(rebuilt.volume), 0) as vwap,
+        sum(rebuilt.volume) as volume,
+        sum(rebuilt.quote_volume) as quote_volume,
+        sum(rebuilt.trade_count)::bigint as trade_count,
+        sqrt(sum(rebuilt.log_return ^ 2)) as realized_volatility,
+        count(rebuilt.log_return) as returns_observed,
+        max(rebuilt.ingested_at) as last_ingested_at
 
-    from hourly
-    inner join rebuild_from
+    from rebuilt
+    inner join finest
         on
-            hourly.instrument_id = rebuild_from.instrument_id
-            and hourly.date_day >= rebuild_from.first_day - 1
-    group by hourly.instrument_id, hourly.date_day
+            rebuilt.instrument_id = finest.instrument_id
+            and rebuilt.date_day = finest.date_day
+            and rebuilt.interval_seconds = finest.interval_seconds
+    group by rebuilt.instrument_id, rebuilt.date_day
 
 ),
 
@@ -111,6 +140,7 @@ final as (
         spine.symbol,
         spine.asset,
         spine.date_day,
+        daily.interval,
         coalesce(daily.hours_observed, 0) as hours_observed,
         coalesce(daily.hours_observed, 0) = 24 as is_complete,
         daily.open,
@@ -142,6 +172,7 @@ select
     symbol,
     asset,
     date_day,
+    interval,
     hours_observed,
     is_complete,
     open,

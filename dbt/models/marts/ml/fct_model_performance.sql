@@ -7,8 +7,9 @@
     )
 }}
 
-{#- One row per prediction, joined to the actual candle of its target hour once it exists.
-    Incremental runs rewrite the predictions that are new, rescored, or not resolved yet. -#}
+{#- One row per prediction, joined to the actual candle of its target period (of the model
+    contract's interval) once it exists. Incremental runs rewrite the predictions that are new,
+    rescored, or not resolved yet. -#}
 
 with
 
@@ -34,7 +35,8 @@ predictions as (
 
 candles as (
 
-    select * from {{ ref('fct_candles_hourly') }}
+    select * from {{ ref('fct_candles') }}
+    where interval = '{{ sentinance_var('model')['interval'] }}'
 
 ),
 

@@ -1,5 +1,5 @@
 {#- One row per episode a manipulation detector flagged, with the market context of its window
-    from the hourly candles. -#}
+    from the candles the detectors flag (sentinance_var('anomaly_interval'), hourly). -#}
 
 with
 
@@ -11,7 +11,8 @@ anomalies as (
 
 candles as (
 
-    select * from {{ ref('fct_candles_hourly') }}
+    select * from {{ ref('fct_candles') }}
+    where interval = '{{ sentinance_var('anomaly_interval') }}'
 
 ),
 
