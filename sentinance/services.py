@@ -18,6 +18,9 @@ import logging
 import os
 import signal
 import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -163,12 +166,34 @@ def recover(settings: Settings) -> None:
         server.terminate()
 
 
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """SIGTERM and SIGINT held back until the block is done, then acted on as usual: pgserver starts
+    PostgreSQL before it puts this process on the server's list of users, and a command stopped in between
+    would exit without stopping the server it started."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread runs handlers
+        yield
+        return
+    held: list[int] = []
+    previous = {
+        signum: signal.signal(signum, lambda got, _: held.append(got)) for signum in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in held[:1]:
+            signal.raise_signal(signum)
+
+
 @cache
 def _embedded_postgres(datadir: str) -> str:
     import pgserver
 
     _forget_dead_users(Path(datadir))
-    server = pgserver.get_server(datadir, cleanup_mode="stop")
+    with _signals_deferred():
+        server = pgserver.get_server(datadir, cleanup_mode="stop")
     exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}';")
     if "1 row" not in exists:
         server.psql(f"CREATE DATABASE {DATABASE};")
