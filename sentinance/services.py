@@ -126,13 +126,13 @@ def _forget_dead_users(datadir: Path) -> list[int]:
     return dead
 
 
-def _owned(process: psutil.Process, home: str) -> bool:
-    """Whether ``process``'s parent is a live command of the state whose Prefect home is ``home``."""
+def _owned(process: psutil.Process) -> bool:
+    """Whether ``process``'s parent, the command that started it, is alive (a command killed with SIGKILL
+    leaves its server re-parented to init). Not the parent's environment: /proc shows only the one it was
+    started with, without the PREFECT_HOME that ``configure()`` sets at run time."""
     try:
         parent = process.parent()
-        if parent is None or parent.pid == 1:  # re-parented to init: its owner died
-            return False
-        return parent.environ().get("PREFECT_HOME") == home
+        return parent is not None and parent.pid != 1
     except psutil.NoSuchProcess:
         return False
     except psutil.Error:  # a parent we may not inspect: leave the server alone
@@ -151,7 +151,7 @@ def _orphaned_prefect_servers(settings: Settings) -> list[psutil.Process]:
         except psutil.Error:
             continue
         ours = env.get("PREFECT__SERVER_EPHEMERAL") == "1" and env.get("PREFECT_HOME") == home
-        if ours and not _owned(process, home):
+        if ours and not _owned(process):
             found.append(process)
     return found
 
