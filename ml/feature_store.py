@@ -27,9 +27,11 @@ from __future__ import annotations
 import importlib.util
 import logging
 import re
+import sys
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -43,7 +45,7 @@ from feast.feature_view import DUMMY_ENTITY
 from feast.repo_contents import RepoContents
 from feast.repo_operations import apply_total_with_repo_instance, get_repo_files
 
-from sentinance import services
+from sentinance import faults, services
 from sentinance.catalog import FORECASTER, MODELS, ModelContract
 from sentinance.resources import feature_repo_dir
 from sentinance.settings import Settings, get_settings, temporary_environment
@@ -172,6 +174,21 @@ def apply(settings: Settings | None = None) -> dict:
     return {"project": store.project, "objects": names, "sequence_length": settings.sequence_length}
 
 
+def _arm_online_store_fault(settings: Settings, store: FeatureStore) -> None:
+    """With ``SENTINANCE_FAULT`` at ``feast-materialize``: reach it when the materialization opens the SQLite
+    online store to write, Feast having marked the view as materializing (an audit hook, the one place Feast
+    lets code in; only the fault suite arms it)."""
+    if faults.armed(settings, "feast-materialize") is None or settings.feast_online_store != "sqlite":
+        return
+    online_store = Path(store.config.online_store.path).resolve()
+
+    def on_audit(event: str, args: tuple) -> None:
+        if event == "sqlite3.connect" and Path(args[0]).resolve() == online_store:
+            faults.reach(settings, "feast-materialize")
+
+    sys.addaudithook(on_audit)
+
+
 def materialize(settings: Settings | None = None, end: datetime | None = None) -> dict[str, dict[str, str]]:
     """Load the latest rows of every model's mart up to ``end`` into the online store (incremental);
     returns the window loaded per feature view.
@@ -182,6 +199,7 @@ def materialize(settings: Settings | None = None, end: datetime | None = None) -
     """
     settings = settings or get_settings()
     store = feature_store(settings)
+    _arm_online_store_fault(settings, store)
     windows = {}
     for contract in MODELS:
         until = end

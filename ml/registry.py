@@ -27,6 +27,7 @@ MONITORING_EXPERIMENT = "sentinance-monitoring"
 CHAMPION, CHALLENGER = "champion", "challenger"
 TRAIN_PARAMS_TAG = "train_params"  # a version's TrainParams as JSON: what reproduces and identifies it
 SOURCE_TABLES = (CANDLES, CANDLE_FEATURES)  # the lake tables a training set is derived from
+REGISTRATION_TAG, COMPLETE = "registration", "complete"  # a version tag set last, once its aliases and tags are
 
 
 def client(settings: Settings) -> MlflowClient:
@@ -67,10 +68,20 @@ def serving_version(settings: Settings, name: str = FORECASTER.name) -> tuple[Mo
 def version_trained_on(
     settings: Settings, training_set_id: str, params_json: str, name: str = FORECASTER.name
 ) -> ModelVersion | None:
-    """The version of the registered model ``name`` trained on this training set with these parameters,
-    if there is one."""
-    found = client(settings).search_model_versions(f"name = '{name}' and tags.training_set_id = '{training_set_id}'")
-    return next((v for v in found if v.tags.get(TRAIN_PARAMS_TAG) == params_json), None)
+    """The version of the registered model ``name`` trained on this training set with these parameters, if
+    there is one. Found by its training run's tags, so a version that a killed run registered but never
+    finished (no tags and no alias yet) is found too."""
+    registry = client(settings)
+    try:
+        versions = registry.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    for version in sorted(versions, key=lambda v: int(v.version), reverse=True):
+        if version.run_id and version.status == "READY":
+            tags = registry.get_run(version.run_id).data.tags
+            if tags.get("training_set_id") == training_set_id and tags.get(TRAIN_PARAMS_TAG) == params_json:
+                return version
+    return None
 
 
 def recorded_training_set_versions(settings: Settings) -> list[int]:

@@ -27,6 +27,11 @@ its own name.
 6. SHAP and LIME explanations, figures, per-epoch and per-fold metrics, the gate's
    statistics and the lineage (Delta versions, git commit, definitions hash, seeds) go to
    the MLflow run; every new version gets ``challenger``, and ``champion`` if the gate passes.
+
+Registering and aliasing are two steps; :func:`finish` makes the second converge. A version
+whose training set, parameters and code are those of this training is not trained again:
+it is finished (its aliases and tags, from its run's gate decision and records, if a killed
+run left them unset) and returned.
 """
 
 from __future__ import annotations
@@ -46,9 +51,10 @@ import numpy as np
 import pandas as pd
 import torch
 from mlflow.data.delta_dataset_source import DeltaDatasetSource
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.models import infer_signature
 
-from sentinance import lake
+from sentinance import faults, lake
 from sentinance.catalog import BACKTESTS, FORECASTER
 from sentinance.errors import SettingsError
 from sentinance.ml import backtest, evaluation, explain, plots, promotion, registry, training_set
@@ -464,20 +470,7 @@ def train_and_register(
             made.version,
             ref.training_set_id,
         )
-        client = registry.client(settings)
-        aliases = tuple(
-            sorted(a for a, v in client.get_registered_model(contract.name).aliases.items() if v == made.version)
-        )
-        return TrainResult(
-            contract.name,
-            str(made.version),
-            aliases,
-            client.get_run(made.run_id).data.metrics,
-            made.run_id,
-            ref.training_set_id,
-            {"promoted": made.tags.get("gate") == "passed", "reason": made.tags.get("gate_reason")},
-            reused=True,
-        )
+        return replace(finish(settings, made), reused=True)
     result = walk_forward(frame, params, target)
     spread = seed_spread(frame, params, result, target)
     newest = result.newest
@@ -545,13 +538,7 @@ def train_and_register(
         )
         version = _log_model(newest.model, newest.train_x, params, target)
 
-    client = registry.client(settings)
-    aliases = [registry.CHALLENGER, *([registry.CHAMPION] if gate.promoted else [])]
-    for alias in aliases:
-        client.set_registered_model_alias(contract.name, alias, version)
-    for key, value in records.items():
-        client.set_model_version_tag(contract.name, version, key, value)
-    if bt is not None:
+    if bt is not None:  # keyed by the version: a rerun that finishes it writes the same rows
         rows = bt.rows().assign(
             model_name=contract.name,
             model_version=version,
@@ -561,10 +548,9 @@ def train_and_register(
         lake.upsert(settings, BACKTESTS, rows[list(BACKTESTS.schema.names)])
     metrics = result.metrics
     log.info(
-        "registered %s v%s (%s): LSTM/%s %s %.4f (holdout), %.4f (all folds), %.4f ± %.4f over %d seeds; gate: %s",
+        "trained %s v%s: LSTM/%s %s %.4f (holdout), %.4f (all folds), %.4f ± %.4f over %d seeds",
         contract.name,
         version,
-        ", ".join(aliases),
         target.baseline,
         target.headline,
         metrics[f"holdout_{target.headline}"],
@@ -572,16 +558,44 @@ def train_and_register(
         spread.metrics[f"holdout_{target.headline}{SEED_MEAN}"],
         spread.metrics[f"holdout_{target.headline}{SEED_STD}"],
         len(spread.seeds),
-        gate.reason,
     )
+    faults.reach(settings, "registry-alias")
+    return finish(settings, registry.client(settings).get_model_version(contract.name, version))
+
+
+def finish(settings: Settings, version: ModelVersion) -> TrainResult:
+    """Give a registered version its aliases (``challenger``, and ``champion`` if its gate passed) and its
+    training run's records as tags, unless that was done (the ``registration`` tag, set last); return what
+    its training found. A run killed between registering and aliasing is finished by the next one."""
+    client = registry.client(settings)
+    run = client.get_run(version.run_id)
+    tags = run.data.tags
+    if version.tags.get(registry.REGISTRATION_TAG) != registry.COMPLETE:
+        for alias in [registry.CHALLENGER, *([registry.CHAMPION] if tags["gate"] == "passed" else [])]:
+            client.set_registered_model_alias(version.name, alias, version.version)
+        for key, value in tags.items():
+            if not key.startswith("mlflow."):  # the records of train_and_register, not MLflow's own
+                client.set_model_version_tag(version.name, version.version, key, value)
+        client.set_model_version_tag(version.name, version.version, registry.REGISTRATION_TAG, registry.COMPLETE)
+    current = client.get_registered_model(version.name).aliases
+    aliases = tuple(sorted(alias for alias, number in current.items() if str(number) == str(version.version)))
+    metrics = run.data.metrics
+    log.info(
+        "registered %s v%s (%s): gate: %s",
+        version.name,
+        version.version,
+        ", ".join(aliases) or "no alias",
+        tags["gate_reason"],
+    )
+    gate = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/gate.json")
     return TrainResult(
-        contract.name,
-        version,
-        tuple(aliases),
+        version.name,
+        str(version.version),
+        aliases,
         metrics,
         run.info.run_id,
-        ref.training_set_id,
-        gate_report,
-        spread.seeds,
-        bt.metrics() if bt is not None else {},
+        tags["training_set_id"],
+        gate,
+        tuple(mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/seeds/seeds.json")["seeds"]),
+        {k: v for k, v in metrics.items() if k.startswith("backtest_")},
     )

@@ -106,7 +106,8 @@ OPTIONAL_CANDLE_COLUMNS = ["quote_volume"]
 CANDLE_COLUMNS = [name for name in _CANDLES.names if name not in _LINEAGE and name not in OPTIONAL_CANDLE_COLUMNS]
 TRADE_COLUMNS = [name for name in _TRADES.names if name not in _LINEAGE]
 
-# missing intervals found after a landing: one row per run of consecutive missing candles (a log)
+# missing intervals of a series in the windows checked at landing: one row per run of consecutive missing
+# candles, recomputed from bronze by every landing (pipelines/landing/bronze.py:report_gaps)
 _GAP_REPORT = pa.schema(
     [
         pa.field("exchange", pa.string(), nullable=False),
@@ -114,8 +115,8 @@ _GAP_REPORT = pa.schema(
         pa.field("interval", pa.string(), nullable=False),
         pa.field("gap_start", TS, nullable=False),  # open_time of the first missing candle
         pa.field("gap_end", TS, nullable=False),  # open_time of the last missing candle
-        pa.field("missing", pa.int64(), nullable=False),  # candles missing in the run
-        pa.field("window_start", TS, nullable=False),  # the checked window [start, end)
+        pa.field("missing", pa.int64(), nullable=False),  # candles missing in the run of missing candles
+        pa.field("window_start", TS, nullable=False),  # the checked window [start, end) that found it
         pa.field("window_end", TS, nullable=False),
         pa.field("checked_at", TS, nullable=False),
         pa.field("flow_run_id", pa.string()),
@@ -323,19 +324,29 @@ TRADES = Table(
     change_feed=True,  # the detectors read what changed since their last run
     description="public trades as landed, after the GX checkpoint",
 )
+# a quarantined record is kept once, however often it is received (a retried or rerun landing)
+QUARANTINE_KEYS = ["raw_record", "failed_expectations"]
 QUARANTINE_CANDLES = Table(
     "bronze",
     "quarantine_candles",
     _QUARANTINE_CANDLES,
-    description="candles that failed their checkpoint, with the failed expectations (a log)",
+    QUARANTINE_KEYS,
+    description="candles that failed their checkpoint, with the failed expectations, once per record",
 )
 QUARANTINE_TRADES = Table(
     "bronze",
     "quarantine_trades",
     _QUARANTINE_TRADES,
-    description="trades that failed their checkpoint, with the failed expectations (a log)",
+    QUARANTINE_KEYS,
+    description="trades that failed their checkpoint, with the failed expectations, once per record",
 )
-GAP_REPORT = Table("bronze", "gap_report", _GAP_REPORT, description="missing candles found at landing (a log)")
+GAP_REPORT = Table(
+    "bronze",
+    "gap_report",
+    _GAP_REPORT,
+    [*SERIES_KEYS, "gap_start"],
+    description="missing candles per series in the windows checked at landing, recomputed from bronze",
+)
 SIMULATOR_LABELS = Table(
     "bronze",
     "simulator_labels",

@@ -1,9 +1,15 @@
 """The `sentinance` command: run the lakehouse or one of its stages, show status, serve deployments, features,
 forecasts and metrics, keep the services the tools' own CLIs need, print their environment, open UIs.
 
-Exit codes: 0 success; 1 a stage failed or its inputs are missing (one line on stderr, --debug
-for the traceback); 2 a usage mistake (bad command, option, value or setting); 130 interrupted.
-Any other failure is a bug and prints its traceback.
+Exit codes: 0 success; 1 a stage failed, its inputs are missing or another command writes the state
+(one line on stderr, --debug for the traceback); 2 a usage mistake (bad command, option, value or
+setting); 130 interrupted (SIGINT), 143 terminated (SIGTERM). Any other failure is a bug and prints
+its traceback.
+
+A command that writes the state holds its single-writer lock (:mod:`sentinance.state_lock`) from
+start to end; a second one waits for it, saying for whom, or refuses with ``--no-wait``. SIGTERM and
+SIGINT unwind the command like an error, so the embedded PostgreSQL and Prefect servers it started
+stop with it; after a SIGKILL the next command cleans up (:func:`sentinance.services.recover`).
 """
 
 from __future__ import annotations
@@ -13,21 +19,41 @@ import json
 import logging
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NoReturn
 
+from sentinance import services
 from sentinance.errors import MissingInputError, SentinanceError, SettingsError
 from sentinance.pipelines.sources import BULK, SOURCES
 from sentinance.settings import Settings, configure, get_settings
+from sentinance.state_lock import state_lock
 from sentinance.supervisor import prefect_server_command, wait_for_http
 
 BIN = Path(sys.executable).parent
 SERVER_START_SECONDS = 90
+Command = Callable[[argparse.Namespace], int]
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that the command unwinds and its servers stop at exit."""
+
+
+def _terminate(signum: int, frame: object) -> NoReturn:
+    raise Terminated
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (``sentinance run: error: argument --days: ...``), no usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def _utc_hour(text: str) -> datetime:
@@ -45,8 +71,8 @@ def _positive(kind: type) -> Callable[[str], int | float]:
             value = kind(text)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from exc
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
         return value
 
     return parse
@@ -307,8 +333,6 @@ def _ui_prefect(args: argparse.Namespace) -> int:
 
 
 def _ui_mlflow(args: argparse.Namespace) -> int:
-    from sentinance import services
-
     settings = get_settings()
     _check_port(args.port)
     return _exec(
@@ -528,15 +552,24 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="sentinance", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = Parser(prog="sentinance", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, func: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
+    def command(
+        name: str, func: Command, help_: str, *, writes: bool = False, warehouse: bool = True
+    ) -> argparse.ArgumentParser:
+        """A subcommand; ``writes``: it holds the state lock (and takes ``--no-wait``); ``warehouse``: it needs
+        PostgreSQL (an external ``SENTINANCE_DATABASE_URL`` is checked first)."""
         cmd = sub.add_parser(name, help=help_, description=help_)
-        cmd.set_defaults(func=func)
+        cmd.set_defaults(func=func, writes=writes, warehouse=warehouse, no_wait=False)
+        if writes:
+            cmd.add_argument(
+                "--no-wait",
+                action="store_true",
+                help="if another command writes this state, fail at once instead of waiting "
+                "(at most SENTINANCE_LOCK_WAIT seconds) for it",
+            )
         return cmd
 
     def end_option(cmd: argparse.ArgumentParser) -> None:
@@ -547,7 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="exclusive end of the window, ISO UTC (default: the current hour)",
         )
 
-    run = command("run", _run, "run the whole lakehouse flow once (incremental)")
+    run = command("run", _run, "run the whole lakehouse flow once (incremental)", writes=True)
     end_option(run)
     run.add_argument("--days", type=_positive(int), default=90, help="history to keep in the window (default 90)")
     run.add_argument("--full-refresh", action="store_true", help="recompute silver and marts from scratch")
@@ -585,6 +618,8 @@ def build_parser() -> argparse.ArgumentParser:
         "ingest",
         _ingest,
         "land the newest candles and trades into bronze (from each series' watermark), with a progress bar",
+        writes=True,
+        warehouse=False,
     )
     end_option(ingest)
     ingest.add_argument(
@@ -596,32 +631,42 @@ def build_parser() -> argparse.ArgumentParser:
         "backfill",
         _backfill,
         "(re)land the history of [--start, --end) into bronze, chunk by chunk, with a progress bar (idempotent)",
+        writes=True,
+        warehouse=False,
     )
     backfill.add_argument("--start", type=_utc_hour, required=True, help="first hour to land, ISO UTC")
     end_option(backfill)
     source_options(backfill, 7, (*SOURCES, BULK))
 
-    features = command("features", _features, "Spark features from bronze into silver, loaded into PostgreSQL")
+    features = command(
+        "features", _features, "Spark features from bronze into silver, loaded into PostgreSQL", writes=True
+    )
     features.add_argument("--full-refresh", action="store_true", help="recompute silver from scratch")
 
-    marts = command("marts", _marts, "dbt build of staging and marts (with tests), then the Feast online store")
+    marts = command(
+        "marts", _marts, "dbt build of staging and marts (with tests), then the Feast online store", writes=True
+    )
     end_option(marts)
     marts.add_argument("--full-refresh", action="store_true", help="rebuild the incremental marts from scratch")
 
-    train = command("train", _train, "train an LSTM on the marts, register it in MLflow and gate it")
+    train = command("train", _train, "train an LSTM on the marts, register it in MLflow and gate it", writes=True)
     train.add_argument(
         "--model",
         choices=("forecaster", "volatility"),
         default="forecaster",
         help="the next-hour return forecaster (default) or the next-day volatility model",
     )
-    command("score", _score, "score the latest features with the serving models (champion, else challenger)")
-    command("monitor", _monitor, "KS + PSI feature drift against the serving model's training window")
+    command(
+        "score", _score, "score the latest features with the serving models (champion, else challenger)", writes=True
+    )
+    command("monitor", _monitor, "KS + PSI feature drift against the serving model's training window", writes=True)
 
     command(
         "maintain",
         _maintain,
         "compact (OPTIMIZE) and VACUUM every lake table, keeping what registered model versions need to be reproduced",
+        writes=True,
+        warehouse=False,
     )
     status = command("status", _status, "tables, Delta versions, model aliases, last flow runs and UI commands")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -703,6 +748,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve one UI on this state, on 127.0.0.1, until Ctrl-C",
         description="Serve one UI on this state, on 127.0.0.1, until Ctrl-C.",
     )
+    ui.set_defaults(writes=False, warehouse=False, no_wait=False)
     ui_sub = ui.add_subparsers(dest="ui", required=True, metavar="UI")
     for name, func, port, help_ in [
         ("prefect", _ui_prefect, 4200, "the Prefect UI: flow runs, deployments, schedules"),
@@ -712,7 +758,7 @@ def build_parser() -> argparse.ArgumentParser:
     ]:
         cmd = ui_sub.add_parser(name, help=help_, description=help_)
         cmd.add_argument("--port", type=_port, default=port, help=f"port on 127.0.0.1 (default {port})")
-        cmd.set_defaults(func=func)
+        cmd.set_defaults(func=func, warehouse=name == "dbt-docs")
         if name == "jupyter":
             cmd.add_argument("options", nargs=argparse.REMAINDER, help="after --: options passed to `jupyter lab`")
     return parser
@@ -726,19 +772,47 @@ def main(argv: list[str] | None = None) -> int:
     return run(args)
 
 
+def _check(args: argparse.Namespace, settings: Settings) -> None:
+    """What can be checked before the command touches the state: the selection of the universe, an
+    external PostgreSQL's answer."""
+    if getattr(args, "exchange", None):
+        settings.universe.select(exchanges=args.exchange)
+    if getattr(args, "warehouse", False):
+        services.check_database_url(settings)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the parsed command: one line on stderr for what the user can fix, a traceback for a bug."""
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        configure(get_settings())  # before any tool is imported: telemetry off, Prefect's home in the state dir
-        return args.func(args)
+        settings = get_settings()
+        _check(args, settings)
+        configure(settings)  # before any tool is imported: telemetry off, Prefect's home in the state dir
+        services.recover(settings)
+        lock = (
+            state_lock(
+                settings,
+                wait=0 if args.no_wait else None,
+                notify=lambda message: print(f"sentinance {args.command}: {message}", file=sys.stderr, flush=True),
+            )
+            if getattr(args, "writes", False)
+            else nullcontext()
+        )
+        with lock:
+            return args.func(args)
     except KeyboardInterrupt:
         print("sentinance: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("sentinance: terminated", file=sys.stderr)
+        return 143
     except SentinanceError as exc:  # a bug is anything else: it keeps its traceback
         if args.debug:
             raise
         print(f"sentinance {args.command}: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, SettingsError) else 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -2,14 +2,17 @@
 
 Every layer writes through :func:`merge` (:func:`upsert` for a catalog table), so reruns are
 idempotent: a row whose key exists is updated only when its content changed, otherwise nothing
-is written.
+is written. Every table is opened through :func:`open_table`, which names a table whose newest
+commit is unreadable and how to recover it (:class:`CorruptTableError`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -18,7 +21,12 @@ from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from sentinance.catalog import Table
+from sentinance.errors import SentinanceError
 from sentinance.settings import Settings
+
+
+class CorruptTableError(SentinanceError):
+    """A Delta table's newest commit cannot be read (a truncated or damaged log file)."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,38 @@ class MergeResult:
     deleted: int = 0
 
 
+def _unreadable_commit(path: str) -> Path | None:
+    """The newest commit file of the table's log, if it is not valid JSON lines."""
+    commits = sorted((Path(path) / "_delta_log").glob("[0-9]*.json"))
+    if not commits:
+        return None
+    try:
+        for line in commits[-1].read_text().splitlines():
+            if line.strip():
+                json.loads(line)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return commits[-1]
+    return None
+
+
+def open_table(path: str, version: int | None = None) -> DeltaTable:
+    """The Delta table at ``path`` (as of ``version``); :class:`CorruptTableError` if its newest commit is damaged."""
+    try:
+        return DeltaTable(path, version=version)
+    except TableNotFoundError:
+        raise
+    except DeltaError as exc:
+        commit = _unreadable_commit(path)
+        if commit is None:
+            raise
+        reason = str(exc).splitlines()[0]
+        raise CorruptTableError(
+            f"the Delta table {path} cannot be read: its newest commit {commit.name} is damaged ({reason}); "
+            f"move {commit} out of _delta_log and rerun: the table goes back to the commit before it (or to no "
+            "table) and the run redoes what that commit held (docs/reliability.md)"
+        ) from None
+
+
 def exists(path: str) -> bool:
     return DeltaTable.is_deltatable(path)
 
@@ -36,7 +76,7 @@ def exists(path: str) -> bool:
 def version(path: str) -> int | None:
     """Current version of the table, or None if there is no table yet."""
     try:
-        return DeltaTable(path).version()
+        return open_table(path).version()
     except TableNotFoundError:
         return None
 
@@ -58,18 +98,23 @@ def merge(
     schema: pa.Schema | None = None,
     partition_by: Sequence[str] | None = None,
     change_column: str | Sequence[str] | None = None,
+    keep_existing: bool = False,
     configuration: dict[str, str] | None = None,
     delete_missing: bool = False,
     window: tuple[str, datetime] | None = None,
+    delete_where: str | None = None,
 ) -> MergeResult:
     """Upsert ``data`` into the Delta table at ``path`` on ``keys``, creating it if missing.
 
     With ``change_column`` (e.g. a payload hash, or several columns) matched rows are
-    rewritten only when it differs, so replaying identical data writes nothing. With ``delete_missing``
+    rewritten only when it differs, so replaying identical data writes nothing; with ``keep_existing``
+    they are never rewritten (the first write of a key wins). With ``delete_missing``
     the table's rows whose key is not in ``data`` are deleted in the same commit: the
-    table becomes ``data``. ``window=(column, start)`` says that every row ``data`` may match (or,
-    with ``delete_missing``, replace) has ``column >= start``: the merge then opens only the files
-    that may hold such rows, and deletes only among them — its cost follows the window, not the table.
+    table becomes ``data``. With ``delete_where`` (a predicate on the table's columns, as ``t.<column>``)
+    only those of them that match it are: the part of the table it selects becomes ``data``'s.
+    ``window=(column, start)`` says that every row ``data`` may match (or, with ``delete_missing``,
+    replace) has ``column >= start``: the merge then opens only the files that may hold such rows, and
+    deletes only among them — its cost follows the window, not the table.
     """
     table = _to_arrow(data, schema)
     if not exists(path):
@@ -80,10 +125,10 @@ def merge(
             partition_by=list(partition_by) if partition_by else None,
             configuration=configuration,
         )
-        return MergeResult(inserted=table.num_rows, updated=0, version=DeltaTable(path).version())
-    if table.num_rows == 0 and not delete_missing:
-        return MergeResult(inserted=0, updated=0, version=DeltaTable(path).version())
-    dt = DeltaTable(path)
+        return MergeResult(inserted=table.num_rows, updated=0, version=open_table(path).version())
+    if table.num_rows == 0 and not (delete_missing or delete_where):
+        return MergeResult(inserted=0, updated=0, version=open_table(path).version())
+    dt = open_table(path)
     if configuration and any(dt.metadata().configuration.get(k) != v for k, v in configuration.items()):
         dt.alter.set_table_properties(configuration)  # e.g. the change data feed turned on for an existing table
     # a nullable column the catalog appended later is added to an older table in place (schema evolution)
@@ -92,44 +137,32 @@ def merge(
     predicate = " AND ".join([*(f"t.{k} = s.{k}" for k in keys), *([scope] if scope else [])])
     changed = [change_column] if isinstance(change_column, str) else list(change_column or ())
     update_predicate = " OR ".join(f"t.{c} <> s.{c}" for c in changed) or None
-    merger = (
-        dt.merge(table, predicate=predicate, source_alias="s", target_alias="t", merge_schema=evolve)
-        .when_matched_update_all(predicate=update_predicate)
-        .when_not_matched_insert_all()
-    )
-    metrics = (merger.when_not_matched_by_source_delete(predicate=scope) if delete_missing else merger).execute()
+    merger = dt.merge(table, predicate=predicate, source_alias="s", target_alias="t", merge_schema=evolve)
+    if not keep_existing:
+        merger = merger.when_matched_update_all(predicate=update_predicate)
+    merger = merger.when_not_matched_insert_all()
+    if delete_missing or delete_where:
+        deleted = " AND ".join(f"({p})" for p in (scope, None if delete_missing else delete_where) if p)
+        merger = merger.when_not_matched_by_source_delete(predicate=deleted or None)
+    metrics = merger.execute()
     return MergeResult(
         inserted=int(metrics.get("num_target_rows_inserted", 0)),
         updated=int(metrics.get("num_target_rows_updated", 0)),
-        version=DeltaTable(path).version(),
+        version=open_table(path).version(),
         deleted=int(metrics.get("num_target_rows_deleted", 0)),
     )
 
 
-def append(
-    path: str,
-    data: pa.Table | pd.DataFrame,
-    *,
-    schema: pa.Schema | None = None,
-    partition_by: Sequence[str] | None = None,
-) -> int:
-    """Append rows (for logs such as quarantine); returns the rows written."""
-    table = _to_arrow(data, schema)
-    if table.num_rows or not exists(path):
-        write_deltalake(path, table, mode="append", partition_by=list(partition_by) if partition_by else None)
-    return table.num_rows
-
-
 def read(path: str, columns: Sequence[str] | None = None, filters=None, version: int | None = None) -> pd.DataFrame:
     """Read a Delta table (optionally time-travelled) into pandas."""
-    dt = DeltaTable(path, version=version)
+    dt = open_table(path, version)
     return dt.to_pyarrow_table(columns=list(columns) if columns else None, filters=filters).to_pandas()
 
 
 def files_since(path: str, column: str, since: datetime) -> list[str]:
     """The table's files that may hold rows with ``column >= since`` (by the Delta log's per-file
     statistics; a file without statistics is kept): what a bounded read needs to open."""
-    table = DeltaTable(path)
+    table = open_table(path)
     actions = pa.table(table.get_add_actions(flatten=True))
     if f"max.{column}" not in actions.column_names:
         return table.file_uris()
@@ -149,7 +182,7 @@ def first_change(path: str, after_version: int | None, column: str) -> datetime 
     if latest is None or latest <= after_version:
         return None
     try:
-        reader = DeltaTable(path).load_cdf(
+        reader = open_table(path).load_cdf(
             starting_version=after_version + 1, ending_version=latest, columns=[column, "_change_type"]
         )
         changes = pa.RecordBatchReader.from_stream(reader).read_all()
@@ -164,7 +197,7 @@ def row_count(path: str) -> int:
     """Rows of the current version, from the Delta log's per-file counts (no data file is opened)."""
     if not exists(path):
         return 0
-    records = pa.table(DeltaTable(path).get_add_actions(flatten=True))["num_records"]
+    records = pa.table(open_table(path).get_add_actions(flatten=True))["num_records"]
     return int(pc.sum(records).as_py() or 0)
 
 
@@ -174,8 +207,10 @@ def upsert(
     data: pa.Table | pd.DataFrame,
     *,
     change_column: str | Sequence[str] | None = None,
+    keep_existing: bool = False,
     delete_missing: bool = False,
     window: tuple[str, datetime] | None = None,
+    delete_where: str | None = None,
 ) -> MergeResult:
     """:func:`merge` into a catalog table, with its keys, schema, partitioning and properties."""
     return merge(
@@ -185,15 +220,12 @@ def upsert(
         schema=table.schema,
         partition_by=table.partition_by,
         change_column=change_column,
+        keep_existing=keep_existing,
         configuration=table.configuration,
         delete_missing=delete_missing,
         window=window,
+        delete_where=delete_where,
     )
-
-
-def log(settings: Settings, table: Table, data: pa.Table | pd.DataFrame) -> int:
-    """:func:`append` to a catalog table that is a log (no keys)."""
-    return append(table.path(settings), data, schema=table.schema, partition_by=table.partition_by)
 
 
 @dataclass(frozen=True)
@@ -212,9 +244,9 @@ def maintain(
     path = table.path(settings)
     if not exists(path):
         return MaintenanceResult(table.id, 0, 0, None)
-    dt = DeltaTable(path)
+    dt = open_table(path)
     compacted = dt.optimize.compact()
-    removed = DeltaTable(path).vacuum(
+    removed = open_table(path).vacuum(
         retention_hours=retention_hours,
         dry_run=False,
         enforce_retention_duration=False,

@@ -8,6 +8,13 @@ The MLflow store records absolute artifact locations. It is opened for the state
 (:func:`mlflow_tracking_uri`): its Default experiment's location, ``<state>/mlflow/artifacts/0``,
 names the state dir it was written in, and a store found in another one (a copied or restored
 state dir) has every recorded location under the old one rewritten to the new one first.
+
+The embedded servers live as long as the commands that use them: pgserver stops PostgreSQL when the
+last process on its list of users exits, and Prefect stops its ephemeral API server at exit (the CLI
+turns SIGTERM into a normal exit for both). A process killed with SIGKILL says nothing, so the next
+command recovers (:func:`recover`): it forgets dead users (else PostgreSQL would never be stopped
+again), stops ephemeral Prefect servers of this state whose owner is gone, and PostgreSQL itself
+restarts over a stale ``postmaster.pid`` (its owner dead) and replays its WAL.
 """
 
 from __future__ import annotations
@@ -15,15 +22,21 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 from urllib.request import url2pathname
 
-from sentinance.errors import SettingsError
-from sentinance.settings import Settings, get_settings
+import psutil
+
+from sentinance.errors import SettingsError, TransientError
+from sentinance.settings import ENV_PREFIX, Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +95,114 @@ def parse_database_url(url: str) -> PgParams:
     )
 
 
+class WarehouseUnavailable(TransientError):
+    """PostgreSQL does not answer: stopped, killed or unreachable; the message says which and what to do."""
+
+
+def _datadir(settings: Settings) -> Path:
+    return settings.postgres_dir / "data"
+
+
+def postmaster_pid(settings: Settings) -> int | None:
+    """The embedded PostgreSQL's postmaster, if its ``postmaster.pid`` names a running process."""
+    try:
+        pid = int((_datadir(settings) / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if psutil.pid_exists(pid) else None
+
+
+def kill_embedded_postgres(settings: Settings) -> None:
+    """SIGKILL the embedded PostgreSQL's postmaster (fault injection: a server dying mid-run)."""
+    pid = postmaster_pid(settings)
+    if pid is not None:
+        os.kill(pid, signal.SIGKILL)
+
+
+def _forget_dead_users(datadir: Path) -> list[int]:
+    """Drop the processes that died without saying so from pgserver's list of the server's users, so that
+    the last live user stops the server again; returns their pids."""
+    from pgserver.postgres_server import PostgresServer
+    from pgserver.utils import DiskList
+
+    users = DiskList(datadir / ".handle_pids.json")
+    with PostgresServer._lock:  # pgserver's own inter-process lock over that list
+        dead = [pid for pid in users.get() if not psutil.pid_exists(pid)]
+        for pid in dead:
+            users.get_and_remove(pid)
+    if dead:
+        log.info("embedded PostgreSQL: forgot users that died without stopping it: %s", dead)
+    return dead
+
+
+def _owned(process: psutil.Process) -> bool:
+    """Whether ``process``'s parent, the command that started it, is alive (a command killed with SIGKILL
+    leaves its server re-parented to init). Not the parent's environment: /proc shows only the one it was
+    started with, without the PREFECT_HOME that ``configure()`` sets at run time."""
+    try:
+        parent = process.parent()
+        return parent is not None and parent.pid != 1
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:  # a parent we may not inspect: leave the server alone
+        return True
+
+
+def _orphaned_prefect_servers(settings: Settings) -> list[psutil.Process]:
+    """Prefect's ephemeral API servers on this state whose owning command is gone (killed with SIGKILL)."""
+    home = str(settings.prefect_dir)
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        if "prefect.server.api.server:create_app" not in (process.info["cmdline"] or []):
+            continue
+        try:
+            env = process.environ()
+        except psutil.Error:
+            continue
+        ours = env.get("PREFECT__SERVER_EPHEMERAL") == "1" and env.get("PREFECT_HOME") == home
+        if ours and not _owned(process):
+            found.append(process)
+    return found
+
+
+def recover(settings: Settings) -> None:
+    """Clean up after commands of this state killed with SIGKILL: forget their use of the embedded
+    PostgreSQL and stop their orphaned Prefect servers (PostgreSQL restarts itself when next needed)."""
+    if _datadir(settings).is_dir():
+        _forget_dead_users(_datadir(settings))
+    for server in _orphaned_prefect_servers(settings):
+        log.warning("stopping an orphaned Prefect server of %s (pid %d)", settings.home, server.pid)
+        server.terminate()
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """SIGTERM and SIGINT held back until the block is done, then acted on as usual: pgserver starts
+    PostgreSQL before it puts this process on the server's list of users, and a command stopped in between
+    would exit without stopping the server it started."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread runs handlers
+        yield
+        return
+    held: list[int] = []
+    previous = {
+        signum: signal.signal(signum, lambda got, _: held.append(got)) for signum in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in held[:1]:
+            signal.raise_signal(signum)
+
+
 @cache
 def _embedded_postgres(datadir: str) -> str:
     import pgserver
 
-    server = pgserver.get_server(datadir, cleanup_mode="stop")
+    _forget_dead_users(Path(datadir))
+    with _signals_deferred():
+        server = pgserver.get_server(datadir, cleanup_mode="stop")
     exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}';")
     if "1 row" not in exists:
         server.psql(f"CREATE DATABASE {DATABASE};")
@@ -100,18 +216,57 @@ def database_url(settings: Settings | None = None) -> str:
     if settings.database_url:
         return settings.database_url
     settings.postgres_dir.mkdir(parents=True, exist_ok=True)
-    return _embedded_postgres(str(settings.postgres_dir / "data"))
+    return _embedded_postgres(str(_datadir(settings)))
 
 
 def pg_params(settings: Settings | None = None) -> PgParams:
     return parse_database_url(database_url(settings))
 
 
+def _masked(url: str) -> str:
+    """The URL with its password hidden, for messages."""
+    parsed = urlparse(url)
+    if not parsed.password:
+        return url
+    return parsed._replace(netloc=parsed.netloc.replace(f":{parsed.password}@", ":***@")).geturl()
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _unavailable(settings: Settings, error: Exception) -> str:
+    reason = _first_line(error)
+    if settings.database_url:
+        return f"PostgreSQL at {ENV_PREFIX}DATABASE_URL={_masked(settings.database_url)} does not answer: {reason}"
+    return f"the embedded PostgreSQL in {_datadir(settings)} does not answer ({reason}); the next command restarts it"
+
+
 def connect(settings: Settings | None = None, autocommit: bool = False):
-    """A psycopg 3 connection to the warehouse."""
+    """A psycopg 3 connection to the warehouse; :class:`WarehouseUnavailable` if PostgreSQL does not answer."""
     import psycopg
 
-    return psycopg.connect(pg_params(settings).conninfo, autocommit=autocommit)
+    settings = settings or get_settings()
+    try:
+        return psycopg.connect(pg_params(settings).conninfo, autocommit=autocommit)
+    except psycopg.OperationalError as exc:
+        raise WarehouseUnavailable(_unavailable(settings, exc)) from exc
+
+
+def check_database_url(settings: Settings, seconds: int = 10) -> None:
+    """Fail with a one-line :class:`SettingsError` unless ``SENTINANCE_DATABASE_URL`` (when set) answers."""
+    import psycopg
+
+    if not settings.database_url:
+        return
+    try:
+        psycopg.connect(parse_database_url(settings.database_url).conninfo, connect_timeout=seconds).close()
+    except psycopg.OperationalError as exc:
+        raise SettingsError(
+            f"{ENV_PREFIX}DATABASE_URL={_masked(settings.database_url)}: cannot connect ({_first_line(exc)}); "
+            "must name a reachable PostgreSQL, e.g. postgresql://user:password@host:5432/db"
+        ) from None
 
 
 def mlflow_tracking_uri(settings: Settings | None = None) -> str:

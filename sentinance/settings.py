@@ -50,6 +50,19 @@ SECONDS_PER_YEAR = 365 * SECONDS_PER_DAY  # crypto trades 24/7: a year has SECON
 DEFAULT_EXCHANGES = {"binance": "USDT", "coinbase": "USD", "kraken": "USD"}
 DEFAULT_ASSETS = ("BTC", "ETH", "SOL")
 DEFAULT_INTERVALS = ("1h",)
+# where SENTINANCE_FAULT can stop a run (the fault suite, tests/faults/; docs/reliability.md), in flow order
+FAULT_POINTS = (
+    "prefect-start",  # the lakehouse flow run has begun and holds the state lock; nothing written yet
+    "candles-merged",  # bronze candles merged, trades not yet
+    "trades-merged",  # bronze trades merged, gap report and labels not yet
+    "silver-write",  # silver's cross-exchange table written, candle features not yet
+    "warehouse-copy",  # a warehouse load has COPYed its rows, its transaction not committed
+    "dbt-build",  # dbt has built the first incremental model, the rest not yet
+    "feast-materialize",  # Feast marked the view as materializing and opens the online store
+    "registry-alias",  # a model version is registered in MLflow, its aliases not yet set
+    "predictions-load",  # predictions merged into Delta, not yet loaded into PostgreSQL
+)
+FAULT_TARGETS = ("group", "postgres")  # what a fault kills: the run's process group, or the embedded PostgreSQL
 SPARK_MASTER = re.compile(r"^(local(\[(\*|[1-9]\d*)(,\s*[1-9]\d*)?\])?|spark://.+|k8s://.+|yarn|mesos://.+)$")
 
 Series = tuple[str, str, str]  # (exchange, symbol, interval)
@@ -141,6 +154,8 @@ class Settings(BaseSettings):
     feast_redis: str | None = None
     detectors_config: Path | None = None
     lake_retention_hours: int = Field(168, ge=0)  # VACUUM keeps what any version this recent reads
+    lock_wait: float = Field(3600, ge=0, allow_inf_nan=False)
+    fault: str | None = None
     exchanges: Annotated[dict[str, str], NoDecode] = Field(default_factory=lambda: dict(DEFAULT_EXCHANGES))
     assets: Annotated[tuple[str, ...], NoDecode] = DEFAULT_ASSETS
     intervals: Annotated[tuple[str, ...], NoDecode] = DEFAULT_INTERVALS
@@ -189,6 +204,32 @@ class Settings(BaseSettings):
         if not SPARK_MASTER.match(master):
             raise ValueError("must be local, local[N], local[*], spark://host:port, k8s://..., yarn or mesos://...")
         return master
+
+    @field_validator("detectors_config")
+    @classmethod
+    def _detectors_file(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError("must be an existing TOML file of detector thresholds (docs/detectors.md)")
+        return path
+
+    @field_validator("delta_spark_jars", mode="after")
+    @classmethod
+    def _jar_files(cls, jars: tuple[Path, ...]) -> tuple[Path, ...]:
+        missing = [str(jar) for jar in jars if not jar.is_file()]
+        if missing:
+            raise ValueError(f"must be existing jar files, comma-separated; not found: {', '.join(missing)}")
+        return jars
+
+    @field_validator("fault")
+    @classmethod
+    def _fault(cls, fault: str | None) -> str | None:
+        target, _, point = (fault or "").rpartition("@")
+        if fault and (point not in FAULT_POINTS or target not in ("", *FAULT_TARGETS)):
+            raise ValueError(
+                f"must be [<target>@]<point>, a target of {', '.join(FAULT_TARGETS)} (default group) "
+                f"and a point of {', '.join(FAULT_POINTS)}"
+            )
+        return fault or None
 
     @field_validator("delta_spark_jars", "assets", "intervals", mode="before")
     @classmethod
@@ -239,6 +280,8 @@ class Settings(BaseSettings):
                     f"{ENV_PREFIX}SIMULATOR_LAGS: {exchange}={lag} is not <exchange>=<lag> with an "
                     f"exchange of {', '.join(self.exchanges)} and 0 <= lag < 1"
                 )
+        if self.fault and self.fault.startswith("postgres@") and self.database_url:
+            raise ValueError(f"{ENV_PREFIX}FAULT={self.fault} kills the embedded PostgreSQL: unset DATABASE_URL")
         if self.feast_online_store == "redis" and not self.feast_redis:
             raise ValueError(f"{ENV_PREFIX}FEAST_ONLINE_STORE=redis needs {ENV_PREFIX}FEAST_REDIS=host:port[,db=0,...]")
         return self
@@ -317,6 +360,11 @@ class Settings(BaseSettings):
         """`sentinance services up`: its pid and state file (``services.json``) and its log."""
         return self.home / "services"
 
+    @property
+    def lock_file(self) -> Path:
+        """The single writer's lock (:mod:`sentinance.state_lock`); it names its holder."""
+        return self.home / "state.lock"
+
 
 def _one_line(error: ValidationError) -> str:
     problems = []
@@ -379,10 +427,16 @@ def configure(settings: Settings | None = None) -> Settings:
     """Prepare this process for ``settings``: the tools' environment (values the user already set
     win) and the state dir. Call once, before Prefect, Spark, dbt, Feast or MLflow are imported."""
     settings = settings or get_settings()
+    try:
+        settings.home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SettingsError(
+            f"{ENV_PREFIX}HOME={str(settings.home)!r}: cannot create the state dir ({exc.strerror}); "
+            "must be a directory this user can write, or a path where one can be made"
+        ) from None
     os.environ[f"{ENV_PREFIX}HOME"] = str(settings.home)  # subprocesses (Spark workers, flow runs) follow
     for key, value in tool_environment(settings).items():
         os.environ.setdefault(key, value)
-    settings.home.mkdir(parents=True, exist_ok=True)
     Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
     if "PREFECT_API_URL" not in os.environ:  # a server `sentinance serve` keeps up on this state: report to it
         from sentinance.services import running_prefect_server

@@ -28,7 +28,7 @@ from functools import cached_property
 from typing import Protocol
 
 import pyarrow as pa
-from deltalake import DeltaTable, write_deltalake
+from deltalake import write_deltalake
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -137,10 +137,10 @@ class DeltaRsIO:
         return lake.version(path)
 
     def columns(self, path: str) -> list[str]:
-        return pa.schema(DeltaTable(path).schema().to_arrow()).names
+        return pa.schema(lake.open_table(path).schema().to_arrow()).names
 
     def read(self, path: str, since: tuple[str, datetime] | None = None) -> DataFrame:
-        table = DeltaTable(path)
+        table = lake.open_table(path)
         schema = from_arrow_schema(pa.schema(table.schema().to_arrow()), prefer_timestamp_ntz=False)
         files = table.file_uris() if since is None else lake.files_since(path, *since)
         if not files:
@@ -197,7 +197,7 @@ class DeltaRsIO:
             partition_by=list(partition_by) or None,
             configuration=configuration,
         )
-        return Written(rows.num_rows, rows.num_rows, 0, 0, DeltaTable(path).version(), rows)
+        return Written(rows.num_rows, rows.num_rows, 0, 0, lake.open_table(path).version(), rows)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ Tiers are folders, and each test is marked with its folder's name (``pytest -m u
 - ``e2e``: the whole flow, the CLI, the notebooks and the UIs;
 - ``engines``: real servers started on loopback (a Spark standalone cluster, a Prefect server with a
   work pool and a worker, Debian's PostgreSQL and Redis), the manifests' validation, a moved state.
+- ``faults``: runs killed at named points and rerun, against an uninterrupted run's fingerprint.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from sentinance.settings import Settings, configure, get_settings
 # PostgreSQL (run as its own system user when the tests run as root) cannot traverse.
 SESSION = configure(get_settings(home=tempfile.mkdtemp(prefix="sentinance-test-")))
 
-TIERS = ("unit", "data", "integration", "model", "e2e", "engines")
+TIERS = ("unit", "data", "integration", "model", "e2e", "engines", "faults")
 LAKEHOUSE_END = datetime(2026, 1, 20, tzinfo=UTC)
 LAKEHOUSE_DAYS = 21
 

@@ -33,6 +33,7 @@ from sentinance.pipelines.landing import bronze
 from sentinance.pipelines.sources import BULK
 from sentinance.pipelines.sources.archives import EXCHANGE, ArchiveFile, ArchiveMissing, download, plan_files, read
 from sentinance.settings import Settings, configure, get_settings
+from sentinance.state_lock import state_lock
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,8 @@ def backfill_bulk(
         for file in pending:
             try:
                 path = fetch_archive(settings.binance_archive_url, file, folder)
-                _land(settings, file, path, window, result, run_id)
+                with state_lock(settings):  # the state's single writer (re-entered under the CLI's)
+                    _land(settings, file, path, window, result, run_id)
             except ArchiveMissing as exc:
                 result.missing.append(file.path)
                 logger.warning("%s; skipped", exc)
@@ -153,7 +155,8 @@ def backfill_bulk(
                 result.landed_files.append(file.path)
             advance(f"{file.path.rsplit('/', 1)[-1]}")
     windows = {(EXCHANGE, s, i): window for _, s in pairs for i in chosen}
-    result.gaps = gap_report(settings, windows, run_id).to_dict("records")
+    with state_lock(settings):
+        result.gaps = gap_report(settings, windows, run_id).to_dict("records")
     create_table_artifact(
         key="bulk-report",
         table=[{"file": f.path, "status": _status(f, result)} for f in files],

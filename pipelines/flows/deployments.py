@@ -1,8 +1,9 @@
 """The lakehouse's flows as scheduled Prefect deployments, served against this state dir.
 
 The ``ingest`` flow (:mod:`sentinance.pipelines.flows.ingest`), the stage flows
-(:mod:`sentinance.pipelines.flows.stages`, each holding the state dir's write slot) and the ``lakehouse``
-flow (:mod:`sentinance.pipelines.flows.lakehouse`) are deployed as they are. Schedules are in UTC:
+(:mod:`sentinance.pipelines.flows.stages`) and the ``lakehouse`` flow (:mod:`sentinance.pipelines.flows.lakehouse`)
+are deployed as they are; each holds the state dir's single-writer lock while it writes
+(:mod:`sentinance.state_lock`). Schedules are in UTC:
 
 - ``ingest/hourly``: every hour at :05 (``days=90``, ``source=simulator``);
 - ``features-and-marts/after-ingest``: whenever an ``ingest/hourly`` run completes (event trigger),
@@ -15,10 +16,13 @@ flow (:mod:`sentinance.pipelines.flows.lakehouse`) are deployed as they are. Sch
 - ``lakehouse/manual``: by hand, the UI's "Run" or ``prefect deployment run lakehouse/manual``
   (``days=90``, ``full_refresh=False``).
 
-Every deployment runs at most one flow run at a time (later ones queue). :func:`serve` runs their
-flows in this process's subprocesses; :func:`deploy_to_work_pool` registers them on a process work pool instead,
-whose workers (``prefect worker start --pool …``, any number, on any machine with this package
-installed) run them.
+Runs that overlap — of one deployment or of several — wait for the lock (at most ``SENTINANCE_LOCK_WAIT``
+seconds), which dies with its holder. No Prefect concurrency limit is used: its slots outlive a killed
+holder (their leases live in the server's memory), and one crash would stall a schedule for good.
+
+:func:`serve` runs their flows in this process's subprocesses; :func:`deploy_to_work_pool` registers
+them on a process work pool instead, whose workers (``prefect worker start --pool …``, any number, on
+any machine with this package and the state dir) run them.
 """
 
 from __future__ import annotations
@@ -30,7 +34,6 @@ from prefect import deploy as prefect_deploy
 from prefect import get_client
 from prefect import serve as prefect_serve
 from prefect.client.schemas.actions import WorkPoolCreate
-from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentEventTrigger
 from prefect.exceptions import ObjectAlreadyExists
@@ -41,7 +44,6 @@ from prefect.workers.process import ProcessWorker
 from sentinance.pipelines.flows.ingest import ingest
 from sentinance.pipelines.flows.lakehouse import lakehouse
 from sentinance.pipelines.flows.stages import (
-    ensure_state_limit,
     features_and_marts,
     maintain,
     monitor,
@@ -51,7 +53,6 @@ from sentinance.pipelines.flows.stages import (
 )
 
 TAGS = ["sentinance"]
-ONE_AT_A_TIME = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
 
 
 # a completed run of the ingest/hourly deployment (not ingest runs of the CLI or of the lakehouse flow)
@@ -69,13 +70,7 @@ def deployments() -> list[RunnerDeployment]:
     """Every deployment of the lakehouse, with its schedule or trigger, parameters and tags."""
 
     def deploy(flow_, name: str, stage: str, **options) -> RunnerDeployment:
-        return flow_.to_deployment(
-            name,
-            tags=[*TAGS, stage],
-            concurrency_limit=ONE_AT_A_TIME,
-            entrypoint_type=EntrypointType.MODULE_PATH,
-            **options,
-        )
+        return flow_.to_deployment(name, tags=[*TAGS, stage], entrypoint_type=EntrypointType.MODULE_PATH, **options)
 
     return [
         deploy(
@@ -99,14 +94,12 @@ def deployments() -> list[RunnerDeployment]:
 
 def serve(limit: int | None = None) -> None:
     """Register the deployments on the Prefect API and run their flows as scheduled (blocks until stopped)."""
-    ensure_state_limit()
     prefect_serve(*deployments(), limit=limit)
 
 
 def deploy_to_work_pool(work_pool: str) -> list[UUID]:
     """Register the deployments on the Prefect API for the process work pool ``work_pool`` (created if
     missing); its workers import the flows from this package (module entrypoints, no code storage)."""
-    ensure_state_limit()
     pool = WorkPoolCreate(
         name=work_pool, type="process", base_job_template=ProcessWorker.get_default_base_job_template()
     )

@@ -13,10 +13,13 @@ on its own, each table once.
   errors are retried by the task (5 s, 30 s); a ban (418, 429, a throttle or lockout body) stops
   that exchange until its ``Retry-After`` - never retried sooner, remembered across runs in the
   state dir (an exchange still banned is skipped) - while the other exchanges go on.
-* **Land** - the candles of every series that fetched, and separately the trades: one GX checkpoint
-  and one Delta merge per table (sequential: concurrent delta-rs merges into one table conflict). A
-  failed trade series never holds back its candles, nor the reverse. Then the gap report and, for
-  the simulator, its labels.
+* **Land** - holding the state dir's single-writer lock (:mod:`sentinance.state_lock`): for the
+  simulator, its labels of the fetched windows first (so bronze never holds a trade whose label is
+  missing); then the candles of every series that fetched, and separately the trades: one GX
+  checkpoint and one Delta merge per table (sequential: concurrent delta-rs merges into one table
+  conflict). A failed trade series never holds back its candles, nor the reverse. Then the gap
+  report of every candle series' whole window, recomputed from bronze whatever this run fetched (so
+  a run killed after its merges is completed by the rerun, which fetches nothing).
 * **Report** - a progress artifact (``ingest-progress``) and a table artifact (``ingest-report``:
   per series fetched / landed / quarantined / missing, and bans).
 
@@ -42,7 +45,7 @@ from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from sentinance import metrics
+from sentinance import faults, metrics
 from sentinance.catalog import instrument_id
 from sentinance.errors import MissingInputError, SentinanceError, SettingsError
 from sentinance.pipelines.flows.hooks import stage_hooks
@@ -56,6 +59,7 @@ from sentinance.pipelines.sources.exchanges.limits import Ban, BanBook
 from sentinance.pipelines.sources.exchanges.trades import fetch_trades
 from sentinance.pipelines.sources.exchanges.venues import Venues, check_exchange, timeframe
 from sentinance.settings import INTERVAL_SECONDS, Settings, configure, get_settings
+from sentinance.state_lock import state_lock
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +113,7 @@ class IngestResult:
     candles: bronze.LandingResult | None = None
     trades: bronze.LandingResult | None = None
     labels_inserted: int = 0
-    gaps: list[dict[str, Any]] = field(default_factory=list)  # rows of bronze/gap_report written by this run
+    gaps: list[dict[str, Any]] = field(default_factory=list)  # bronze/gap_report's rows in this run's windows
     series: dict[str, dict[str, Any]] = field(default_factory=dict)  # SeriesSpec.name -> report row
     failures: dict[str, str] = field(default_factory=dict)  # SeriesSpec.name -> error
     bans: dict[str, dict[str, str]] = field(default_factory=dict)  # exchange -> until (UTC), reason
@@ -285,13 +289,13 @@ def land_table(
     return bronze.land(settings, target, batch, source=source, flow_run_id=flow_run_id)
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, **retrying())
 def gap_report(settings: Settings, windows: dict[bronze.Series, Window], flow_run_id: str | None) -> pd.DataFrame:
-    """Missing candles per fetched series, appended to bronze/gap_report."""
+    """Missing candles of each series in its window, from bronze, made bronze/gap_report's (idempotent)."""
     return bronze.report_gaps(settings, windows, flow_run_id=flow_run_id)
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, **retrying())
 def land_labels(
     settings: Settings, start: pd.Timestamp, end: pd.Timestamp, exchanges: list[str], assets: list[str], trades: bool
 ) -> int:
@@ -454,6 +458,25 @@ def _fetch_all(
     return fetched
 
 
+def _covered(
+    specs: Sequence[SeriesSpec], result: IngestResult, *, start: pd.Timestamp | None, days: float, source: str
+) -> dict[bronze.Series, Window]:
+    """The window of each candle series this run answers for - whatever bronze already held of it - where
+    its gaps are checked: ``[start or end - days, end)`` (the simulator's history starts at its ORIGIN), or
+    the replayed window; a failed series, or one of a banned exchange, is left out (it was not fetched)."""
+    replayed = source == "replay" and start is None
+    covered = {}
+    for spec in specs:
+        if spec.kind != "candles" or spec.name in result.failures or spec.exchange in result.bans:
+            continue
+        first, last = spec.window
+        if not replayed:
+            first = start if start is not None else last - pd.Timedelta(days=days)
+            first = max(first, simulator.ORIGIN) if source == "simulator" else first
+        covered[(spec.exchange, spec.symbol, spec.interval or "")] = (first, last)
+    return covered
+
+
 # -- flow -------------------------------------------------------------------------------------
 
 
@@ -487,13 +510,14 @@ def ingest(
             for interval in intervals:
                 timeframe(exchange, interval)
     end_ts = as_utc(end, "end") or default_end(min(intervals, key=INTERVAL_SECONDS.__getitem__))
+    start_ts = as_utc(start, "start")
     options = dict(client_options or {})
     specs = _specs(
         settings,
         pairs,
         options,
         intervals=intervals,
-        start=as_utc(start, "start"),
+        start=start_ts,
         end=end_ts,
         days=days,
         source=source,
@@ -514,31 +538,33 @@ def ingest(
     fetched = _fetch_all(due, source, settings, venues, result, progress)
     candles = {n: f for n, f in fetched.items() if n.endswith(" candles")}
     trades = {n: f for n, f in fetched.items() if n.endswith(" trades")}
-    result.candles = land_table(settings, bronze.CANDLES, list(candles.values()), source, run_id)
-    progress.advance("landed candles")
-    if include_trades:
-        result.trades = land_table(settings, bronze.TRADES, list(trades.values()), source, run_id)
-    progress.advance("landed trades")
-    landed = [s for s in due if s.kind == "candles" and s.name in candles]
-    checked = {(s.exchange, s.symbol, s.interval): s.window for s in landed}
-    result.gaps = gap_report(settings, checked, run_id).to_dict("records")
-    if source == "simulator" and fetched:
-        done = [s for s in due if s.name in fetched]
-        result.labels_inserted = land_labels(
-            settings,
-            min(s.window[0] for s in done),
-            end_ts.floor("h"),
-            sorted({s.exchange for s in done}),
-            sorted({s.symbol.partition("/")[0] for s in done}),
-            include_trades,
-        )
-    progress.advance("gap report and labels")
+    with state_lock(settings):
+        if source == "simulator" and fetched:  # ahead of the candles and trades they label
+            done = [s for s in due if s.name in fetched]
+            result.labels_inserted = land_labels(
+                settings,
+                min(s.window[0] for s in done),
+                end_ts.floor("h"),
+                sorted({s.exchange for s in done}),
+                sorted({s.symbol.partition("/")[0] for s in done}),
+                include_trades,
+            )
+        result.candles = land_table(settings, bronze.CANDLES, list(candles.values()), source, run_id)
+        faults.reach(settings, "candles-merged")
+        progress.advance("landed candles")
+        if include_trades:
+            result.trades = land_table(settings, bronze.TRADES, list(trades.values()), source, run_id)
+        faults.reach(settings, "trades-merged")
+        progress.advance("landed trades")
+        covered = _covered(specs, result, start=start_ts, days=days, source=source)
+        result.gaps = gap_report(settings, covered, run_id).to_dict("records")
+    progress.advance("labels and gap report")
     for venue in venues or []:
         if venue.limiter.ban is not None:
             result.bans[venue.name] = _ban_row(venue.limiter.ban)
 
     _series_rows(result, specs, fetched)
-    record_metrics(settings, result, list(checked))
+    record_metrics(settings, result, list(covered))
     create_table_artifact(
         key="ingest-report",
         table=list(result.series.values()),

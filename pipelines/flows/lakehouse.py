@@ -1,7 +1,8 @@
 """The main job: the ``lakehouse`` flow, every stage once, bronze -> silver -> marts -> features -> models.
 
 A composition of the stage flows of :mod:`sentinance.pipelines.flows.stages` (run as subflows) and two
-tasks of :mod:`sentinance.pipelines.flows.tasks`, holding the state dir's write slot through every stage.
+tasks of :mod:`sentinance.pipelines.flows.tasks`, holding the state dir's single-writer lock through every
+stage. Killed anywhere, it is rerun as it is: every stage redoes what the killed run left undone.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
+from sentinance import faults
 from sentinance.catalog import VOLATILITY
 from sentinance.pipelines.flows.hooks import stage_hooks
 from sentinance.pipelines.flows.ingest import default_end, ingest
-from sentinance.pipelines.flows.stages import features, marts, score, state_slot, train, train_volatility
+from sentinance.pipelines.flows.stages import features, marts, score, train, train_volatility, writing
 from sentinance.pipelines.flows.tasks import as_plain, compare_models, monitor_drift
 from sentinance.settings import configure, get_settings
 from sentinance.status import collect_status, model_status, render_summary
@@ -41,8 +43,8 @@ def _timed(timings: dict[str, dict[str, float]], stage: str) -> Iterator[None]:
 def lakehouse(end: datetime | None = None, days: int = 90, full_refresh: bool = False) -> dict:
     """Run every stage once, incrementally; returns the per-stage results and the status.
 
-    ``ingest`` -> ``features`` -> ``marts`` -> drift (once a model exists) -> ``train`` (without a
-    model or on drift) -> ``train-volatility`` (without a volatility model or on drift) -> ``score``
+    ``ingest`` -> ``features`` -> ``marts`` -> drift (once a model serves) -> ``train`` (without a
+    serving model or on drift) -> ``train-volatility`` (without a volatility model or on drift) -> ``score``
     (both models) -> champion-vs-challenger A/B, then a summary artifact. A stage whose inputs did not
     change since its last run does nothing (:mod:`.tasks`); ``timings`` has each stage's wall time and
     the process's peak RSS after it.
@@ -52,7 +54,8 @@ def lakehouse(end: datetime | None = None, days: int = 90, full_refresh: bool = 
     end = end or default_end()
     stages: dict[str, Any] = {}
     timings: dict[str, dict[str, float]] = {}
-    with state_slot():
+    with writing(settings):
+        faults.reach(settings, "prefect-start")
         with _timed(timings, "ingest"):
             stages["ingest"] = as_plain(ingest(end=end, days=days))  # simulator candles + trades -> GX -> bronze
         with _timed(timings, "features"):
@@ -60,7 +63,8 @@ def lakehouse(end: datetime | None = None, days: int = 90, full_refresh: bool = 
         with _timed(timings, "marts"):
             stages.update(marts(end=end, full_refresh=full_refresh))
         with _timed(timings, "drift"):
-            drift = monitor_drift(settings) if model_status(settings) else None
+            model = model_status(settings)
+            drift = monitor_drift(settings) if model and model["aliases"] else None
         stages["drift"] = as_plain(drift)
         if drift is None or drift.retrain:
             with _timed(timings, "train"):

@@ -1,25 +1,28 @@
 """The lakehouse's stages as Prefect flows: thin compositions of the tasks of :mod:`sentinance.pipelines.flows.tasks`.
 
-Each stage flow holds the state dir's single write slot (the global concurrency limit
-``sentinance-state``) while it runs, so the triggered feature build, training, scoring and
-monitoring never write silver, the warehouse, the online store or the registry at once; the
-``lakehouse`` flow holds it for its whole run and its stage subflows re-enter it. ``ingest``
-writes bronze only (Delta readers see a consistent snapshot meanwhile). The flows do not retry:
-their idempotent tasks do (:mod:`.tasks`), so a brief outage repeats one step, not the stage. Every
-flow's run, however it ends, is recorded in the pipeline metrics (:mod:`.hooks`).
+Each stage flow holds the state dir's single-writer lock (:func:`writing`, an OS lock that dies with
+its holder) while it runs, so the triggered feature build, training, scoring and monitoring never
+write silver, the warehouse, the online store or the registry at once; the ``lakehouse`` flow holds
+it for its whole run and its stage subflows re-enter it; ``ingest`` holds it while it lands. The
+flows do not retry: their idempotent tasks do (:mod:`.tasks`), so a brief outage repeats one step,
+not the stage. A stage killed half-way is redone by the next run: every step either converges from
+the state of its inputs or commits at once (docs/reliability.md). Every flow's run, however it ends,
+is recorded in the pipeline metrics (:mod:`.hooks`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from contextvars import ContextVar
+from contextlib import contextmanager
 from datetime import datetime, timedelta
+from uuid import UUID
 
-from prefect import flow, get_client
-from prefect.concurrency.sync import concurrency
-from prefect.exceptions import ObjectAlreadyExists
+from prefect import flow, get_client, get_run_logger
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+from prefect.exceptions import ObjectNotFound
+from prefect.states import Crashed
 
+from sentinance import faults
 from sentinance.catalog import FORECASTER, MIRRORED, VOLATILITY
 from sentinance.pipelines.flows.hooks import stage_hooks
 from sentinance.pipelines.flows.ingest import default_end
@@ -39,42 +42,50 @@ from sentinance.pipelines.flows.tasks import (
     train_model,
     train_volatility_model,
 )
-from sentinance.settings import configure, get_settings
+from sentinance.settings import Settings, configure, get_settings
+from sentinance.state_lock import Holder, crashed_holder, state_lock
 from sentinance.status import model_status
 
-STATE_LIMIT = "sentinance-state"
-STATE_WAIT_SECONDS = 3600  # a stage waiting longer for the write slot fails (and is retried)
+_closed: set[str] = set()  # the flow runs of killed writers this process has set Crashed
 
 
-def ensure_state_limit() -> None:
-    """Create the global concurrency limit that serialises writers of the state dir (once)."""
-    with get_client(sync_client=True) as client, suppress(ObjectAlreadyExists):  # or created concurrently
-        client.upsert_global_concurrency_limit_by_name(STATE_LIMIT, 1)
-
-
-_holding_slot: ContextVar[bool] = ContextVar("sentinance_state_slot", default=False)
+def mark_crashed(holder: Holder) -> list[UUID]:
+    """Set a killed writer's flow run and its subflow runs Crashed, as nothing else will (a local run has
+    no heartbeat); returns those it changed."""
+    message = f"its process (pid {holder.pid}) died holding the state lock; the next run redoes its work"
+    with get_client(sync_client=True) as client:
+        try:
+            parent = client.read_flow_run(UUID(holder.flow_run_id))
+        except ObjectNotFound:  # recorded on another Prefect API
+            return []
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent.id]))
+        )
+        changed = [run.id for run in [parent, *children] if not (run.state and run.state.is_final())]
+        for run_id in changed:
+            client.set_flow_run_state(run_id, Crashed(message=message), force=True)
+    return changed
 
 
 @contextmanager
-def state_slot() -> Iterator[None]:
-    """Hold the state dir's single write slot for the block (re-entrant: subflows share their parent's)."""
-    if _holding_slot.get():
+def writing(settings: Settings) -> Iterator[None]:
+    """Hold the state dir's single-writer lock (re-entrant: subflows share their parent's), and close the
+    Prefect runs of a writer found dead holding it."""
+    logger = get_run_logger()
+    with state_lock(settings, notify=logger.warning):
+        crashed = crashed_holder(settings)
+        if crashed is not None and crashed.flow_run_id and crashed.flow_run_id not in _closed:
+            _closed.add(crashed.flow_run_id)
+            if closed := mark_crashed(crashed):
+                logger.warning("set %d flow run(s) of the killed writer Crashed", len(closed))
         yield
-        return
-    ensure_state_limit()
-    with concurrency(STATE_LIMIT, occupy=1, timeout_seconds=STATE_WAIT_SECONDS, strict=True):
-        token = _holding_slot.set(True)
-        try:
-            yield
-        finally:
-            _holding_slot.reset(token)
 
 
 @flow(name="features", log_prints=True, **stage_hooks())
 def features(full_refresh: bool = False) -> dict:
     """Spark features and detectors from bronze into silver/gold, then the lake's changes loaded into PostgreSQL."""
     settings = configure(get_settings())
-    with state_slot():
+    with writing(settings):
         return as_plain(
             {
                 "silver": build_silver(settings, full_refresh),
@@ -90,7 +101,7 @@ def marts(end: datetime | None = None, full_refresh: bool = False) -> dict:
     up to ``end`` (default: the start of the current period of the forecaster's interval)."""
     settings = configure(get_settings())
     end = end or default_end(FORECASTER.interval)
-    with state_slot():
+    with writing(settings):
         return as_plain(
             {
                 "marts": build_marts(settings, full_refresh),
@@ -101,24 +112,26 @@ def marts(end: datetime | None = None, full_refresh: bool = False) -> dict:
 
 @flow(name="features-and-marts", log_prints=True, **stage_hooks())
 def features_and_marts(end: datetime | None = None, full_refresh: bool = False) -> dict:
-    """The ``features`` then the ``marts`` flow (as subflows), holding the write slot for both."""
-    with state_slot():
+    """The ``features`` then the ``marts`` flow (as subflows), holding the state lock for both."""
+    with writing(configure(get_settings())):
         return {**features(full_refresh=full_refresh), **marts(end=end, full_refresh=full_refresh)}
 
 
 @flow(name="train", log_prints=True, **stage_hooks())
 def train() -> dict:
     """Train the LSTM on the marts, register it in MLflow and gate it (challenger / champion)."""
-    with state_slot():
-        return as_plain(train_model(configure(get_settings())))
+    settings = configure(get_settings())
+    with writing(settings):
+        return as_plain(train_model(settings))
 
 
 @flow(name="train-volatility", log_prints=True, **stage_hooks())
 def train_volatility() -> dict:
     """Train the volatility model against HAR-RV on its mart, register it in MLflow and gate it (skipped while
     the mart has too little history)."""
-    with state_slot():
-        return as_plain(train_volatility_model(configure(get_settings())))
+    settings = configure(get_settings())
+    with writing(settings):
+        return as_plain(train_volatility_model(settings))
 
 
 @flow(name="score", log_prints=True, **stage_hooks())
@@ -127,8 +140,10 @@ def score() -> dict:
     one is registered), load the predictions and the backtests into PostgreSQL and refresh the marts they
     feed (model performance, backtests), which then hold this run's forecasts and versions too."""
     settings = configure(get_settings())
-    with state_slot():
-        scored = {"score": score_latest(settings), "load_predictions": load_warehouse(settings, "predictions")}
+    with writing(settings):
+        scored = {"score": score_latest(settings)}
+        faults.reach(settings, "predictions-load")
+        scored["load_predictions"] = load_warehouse(settings, "predictions")
         if model_status(settings, VOLATILITY):
             scored["score_volatility"] = score_volatility(settings)
             scored["load_volatility_predictions"] = load_warehouse(settings, "volatility_predictions")
@@ -141,7 +156,7 @@ def score() -> dict:
 def monitor() -> dict:
     """Feature, prediction and performance drift, and the champion-vs-challenger A/B comparison."""
     settings = configure(get_settings())
-    with state_slot():
+    with writing(settings):
         return as_plain({"drift": monitor_drift(settings), "ab_testing": compare_models(settings)})
 
 
@@ -149,5 +164,5 @@ def monitor() -> dict:
 def maintain() -> dict:
     """OPTIMIZE and VACUUM the lake (retention SENTINANCE_LAKE_RETENTION_HOURS); see docs/lineage.md."""
     settings = configure(get_settings())
-    with state_slot():
+    with writing(settings):
         return {"tables": [as_plain(result) for result in maintain_lake(settings)]}

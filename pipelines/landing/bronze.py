@@ -6,14 +6,19 @@ and one row per trade key (exchange, symbol, trade_id) in ``bronze/trades``. A l
 1. hashes each record's market fields (``payload_hash``, sha256 of canonical JSON) and drops
    exact duplicates (same key and payload, e.g. overlapping pages), counting them;
 2. adds lineage (source, ingested_at, flow_run_id) and runs the contract's GX checkpoint;
-3. merges the valid rows on the key, rewriting a row only when its payload hash changed (a
+3. merges the failing rows into ``bronze/quarantine_<table>`` with the expectations they failed
+   and the raw record, once per record (a record received again is not added again);
+4. then merges the valid rows on the key, rewriting a row only when its payload hash changed (a
    replay writes nothing, a corrected record is updated in place, late and out-of-order rows
-   simply merge - they are counted as ``late`` when at or before the series' watermark);
-4. then appends the failing rows to ``bronze/quarantine_<table>`` with the expectations they
-   failed and the raw record. Merge first, quarantine second: a retried landing neither loses
-   nor duplicates rows in bronze.
+   simply merge - they are counted as ``late`` when at or before the series' watermark).
+   Quarantine first, bronze second: a landing killed between the two is fetched again (bronze's
+   watermark did not move), so neither table loses or duplicates a row.
 
 ``received == inserted + updated + unchanged + quarantined + duplicates_dropped`` always holds.
+
+The gap report (:func:`report_gaps`) is derived from bronze's state, not from what a landing
+wrote: every landing recomputes the missing candles of the windows its run covers, so a run
+killed after its merges leaves a report the rerun completes.
 """
 
 from __future__ import annotations
@@ -211,6 +216,8 @@ def land(
     valid = checked.valid.sort_values(target.keys, ignore_index=True)[target.schema.names]
     marks = latest(settings, target)
     late = _late(valid, marks, target)
+    if len(checked.quarantined):
+        lake.upsert(settings, target.quarantine, checked.quarantined, keep_existing=True)
     inserted = updated = 0
     version = lake.version(target.table.path(settings))
     if not valid.empty:
@@ -224,8 +231,6 @@ def land(
         if merged.version != version and version is not None and merged.version == version + 1:
             _advance_latest(settings, target, marks, valid, merged.version)  # else: read anew when asked
         inserted, updated, version = merged.inserted, merged.updated, merged.version
-    if len(checked.quarantined):
-        lake.log(settings, target.quarantine, checked.quarantined)
     landed, quarantined = _per_series(valid, target), _per_series(checked.quarantined, target)
     result = LandingResult(
         received=received,
@@ -276,30 +281,46 @@ def series_windows(
     return windows
 
 
-def find_gaps(
-    settings: Settings, windows: dict[Series, tuple[pd.Timestamp, pd.Timestamp]], *, flow_run_id: str | None
-) -> pd.DataFrame:
-    """Missing candles per series within its window, one row per run of consecutive missing open_times."""
-    rows = []
+Windows = dict[Series, tuple[pd.Timestamp, pd.Timestamp]]
+
+
+def _extended(settings: Settings, windows: Windows) -> Windows:
+    """Each window, started earlier where a gap already reported for the series runs into it: that gap is
+    checked whole again (same key), not cut in two at the window's start."""
+    path = catalog.GAP_REPORT.path(settings)
+    if not lake.exists(path):
+        return windows
+    reported = lake.read(path, columns=[*SERIES_KEYS, "gap_start", "gap_end"])
+    extended = {}
+    for key, (first, end) in windows.items():
+        mine = reported[(reported[SERIES_KEYS] == list(key)).all(axis=1)]
+        across = mine.loc[(mine["gap_start"] < first) & (mine["gap_end"] >= first), "gap_start"]
+        extended[key] = (min(first, across.min()) if len(across) else first, end)
+    return extended
+
+
+def _landed_times(settings: Settings, since: pd.Timestamp) -> dict[Series, pd.DatetimeIndex]:
+    """The open_times of every series in ``bronze/candles`` from ``since`` on (only the files that may hold
+    them are read)."""
     path = catalog.CANDLES.path(settings)
-    windows = {k: w for k, w in windows.items() if w[0] < w[1]}
-    present = pd.DataFrame(columns=[*SERIES_KEYS, "open_time"])
-    if windows and lake.exists(path):
-        earliest = min(w[0] for w in windows.values())
-        present = lake.read(
-            path, columns=[*SERIES_KEYS, "open_time"], filters=[("open_time", ">=", earliest.to_pydatetime())]
-        )
-    by_series = present.groupby(SERIES_KEYS)["open_time"]
-    times = {key: pd.DatetimeIndex(values) for key, values in by_series} if len(present) else {}
+    if not lake.exists(path):
+        return {}
+    present = lake.read(path, columns=[*SERIES_KEYS, "open_time"], filters=[("open_time", ">=", since.to_pydatetime())])
+    return {key: pd.DatetimeIndex(values) for key, values in present.groupby(SERIES_KEYS)["open_time"]}
+
+
+def find_gaps(settings: Settings, windows: Windows, *, flow_run_id: str | None) -> tuple[pd.DataFrame, Windows]:
+    """Missing candles per series, one row per run of consecutive missing open_times, and the windows
+    checked: each ``[start, end)``, from an earlier start where a reported gap runs into it."""
+    checked = _extended(settings, {k: w for k, w in windows.items() if w[0] < w[1]})
+    times = _landed_times(settings, min(w[0] for w in checked.values())) if checked else {}
     checked_at = pd.Timestamp.now(tz="UTC").floor("us")
-    for key, (first, end) in sorted(windows.items()):
+    rows = []
+    for key, (start, end) in sorted(checked.items()):
         step = pd.Timedelta(seconds=INTERVAL_SECONDS[key[2]])
-        grid = pd.date_range(first, end, freq=step, inclusive="left")
-        missing = grid.difference(times.get(key, pd.DatetimeIndex([], tz="UTC")))
-        if missing.empty:
-            continue
-        run = (missing.to_series().diff() != step).cumsum()
-        for _, gap in missing.to_series().groupby(run.to_numpy()):
+        landed = times.get(key, pd.DatetimeIndex([], tz="UTC"))
+        missing = pd.date_range(start, end, freq=step, inclusive="left").difference(landed).to_series()
+        for _, gap in missing.groupby((missing.diff() != step).cumsum().to_numpy()):
             rows.append(
                 {
                     "exchange": key[0],
@@ -308,22 +329,37 @@ def find_gaps(
                     "gap_start": gap.iloc[0],
                     "gap_end": gap.iloc[-1],
                     "missing": len(gap),
-                    "window_start": first,
+                    "window_start": start,
                     "window_end": end,
                     "checked_at": checked_at,
                     "flow_run_id": flow_run_id,
                 }
             )
-    return pd.DataFrame(rows, columns=catalog.GAP_REPORT.schema.names)
+    return pd.DataFrame(rows, columns=catalog.GAP_REPORT.schema.names), checked
 
 
-def report_gaps(
-    settings: Settings, windows: dict[Series, tuple[pd.Timestamp, pd.Timestamp]], *, flow_run_id: str | None
-) -> pd.DataFrame:
-    """:func:`find_gaps`, appended to the ``bronze/gap_report`` log."""
-    gaps = find_gaps(settings, windows, flow_run_id=flow_run_id)
+def _within(windows: Windows) -> str:
+    """A predicate on ``bronze/gap_report`` (as ``t.``) selecting the gaps that start in ``windows``."""
+
+    def stamp(value: pd.Timestamp) -> str:
+        return f"'{pd.Timestamp(value).tz_convert('UTC').isoformat()}'"
+
+    return " OR ".join(
+        f"(t.exchange = '{exchange}' AND t.symbol = '{symbol}' AND t.interval = '{interval}' "
+        f"AND t.gap_start >= {stamp(start)} AND t.gap_start < {stamp(end)})"
+        for (exchange, symbol, interval), (start, end) in sorted(windows.items())
+    )
+
+
+def report_gaps(settings: Settings, windows: Windows, *, flow_run_id: str | None) -> pd.DataFrame:
+    """:func:`find_gaps`, made the content of ``bronze/gap_report`` within the windows checked: a new gap is
+    added, one that grew or shrank is updated, one filled since is removed and one unchanged is left as it
+    was (checking again writes nothing). Returns the gaps found."""
+    gaps, checked = find_gaps(settings, windows, flow_run_id=flow_run_id)
+    if checked:
+        changed = ["gap_end", "missing"]
+        lake.upsert(settings, catalog.GAP_REPORT, gaps, change_column=changed, delete_where=_within(checked))
     if len(gaps):
-        lake.log(settings, catalog.GAP_REPORT, gaps)
         log.warning(
             "gap report: %d missing candles in %d gaps across %d series",
             int(gaps["missing"].sum()),

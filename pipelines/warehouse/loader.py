@@ -29,7 +29,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
 from psycopg import Connection, sql
 
-from sentinance import lake, services
+from sentinance import faults, lake, services
 from sentinance.catalog import MIRRORED
 from sentinance.errors import SentinanceError
 from sentinance.settings import Settings
@@ -114,7 +114,7 @@ def load_table(settings: Settings, delta_path: str, table: str, keys: Sequence[s
         if not lake.exists(delta_path):
             log.info("no Delta table at %s yet: %s.%s left as it is", delta_path, SCHEMA, table)
             return LoadResult(table, 0, None, None, "absent", added_columns=added)
-        delta = DeltaTable(delta_path)
+        delta = lake.open_table(delta_path)
         to_version = delta.version()
         state = conn.execute(
             sql.SQL("SELECT delta_path, loaded_version FROM {} WHERE table_name = %s").format(
@@ -129,6 +129,7 @@ def load_table(settings: Settings, delta_path: str, table: str, keys: Sequence[s
         data, deletes, mode = _read_changes(delta, delta_path, keys, schema, from_version)
         rows = _upsert(conn, target, data, keys)
         deleted = _delete(conn, target, keys, deletes)
+        faults.reach(settings, "warehouse-copy")
         conn.execute(
             sql.SQL(
                 "INSERT INTO {} (table_name, delta_path, loaded_version, loaded_at) VALUES (%s, %s, %s, now()) "
@@ -231,7 +232,7 @@ def _changes_unreadable(delta: DeltaTable, path: str, from_version: int) -> str 
     if from_version > delta.version():
         return f"the Delta table is at version {delta.version()}, behind the loaded version {from_version}"
     for version in (from_version + 1, delta.version()):
-        if DeltaTable(path, version=version).metadata().configuration.get(CDF_ENABLED) != "true":
+        if lake.open_table(path, version).metadata().configuration.get(CDF_ENABLED) != "true":
             return f"change data feed ({CDF_ENABLED}) is not enabled at version {version}"
     return None
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
-from sentinance import services
+from sentinance import faults, services
 from sentinance.catalog import dbt_vars
 from sentinance.errors import SentinanceError
 from sentinance.resources import dbt_project_dir
@@ -64,13 +66,25 @@ def dbt_environment(settings: Settings) -> dict[str, str]:
     }
 
 
+def _fault_callbacks(settings: Settings) -> list[Callable[[Any], None]]:
+    """With ``SENTINANCE_FAULT`` at ``dbt-build``: reach it once dbt has built an incremental model."""
+    if faults.armed(settings, "dbt-build") is None:
+        return []
+
+    def on_event(message: Any) -> None:
+        if message.info.name == "NodeFinished" and message.data.node_info.materialized == "incremental":
+            faults.reach(settings, "dbt-build")
+
+    return [on_event]
+
+
 def _dbt(settings: Settings, *command: str):
     """Invoke one dbt command on the project with this state dir's paths and connection."""
     from dbt.cli.main import dbtRunner
 
     settings.dbt_target_dir.mkdir(parents=True, exist_ok=True)
     with temporary_environment(dbt_environment(settings)):
-        return dbtRunner().invoke([*command, "--no-use-colors"])
+        return dbtRunner(callbacks=_fault_callbacks(settings)).invoke([*command, "--no-use-colors"])
 
 
 def build_marts(settings: Settings, *, full_refresh: bool = False, select: str | None = None) -> DbtBuildResult:

@@ -46,6 +46,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
+from sentinance import faults
 from sentinance.catalog import (
     CANDLE_FEATURES,
     CANDLE_KEYS,
@@ -137,6 +138,7 @@ def compute_candle_features(
         window=since,  # every row written is at or after the first change, hence after the bound
     )
 
+    faults.reach(settings, "silver-write")
     features = per_series_features(with_basis(tail, cross.frame))
     if incremental:  # other exchanges' rows of the new rows' periods: their consolidated price moved
         rebased = silver.join(periods, CROSS_EXCHANGE_KEYS, "left_semi").join(new_keys, CANDLE_KEYS, "left_anti")

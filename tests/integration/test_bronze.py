@@ -77,6 +77,10 @@ def test_bad_input_is_quarantined_and_no_row_is_lost(fresh_settings):
     assert bronze["high"].ge(bronze["low"]).all()
     assert lake.read(catalog.CANDLES.path(settings)).columns.tolist() == catalog.CANDLES.schema.names
 
+    again = land_candles(settings, records, source="replay", flow_run_id="bad-2")  # a rerun of the landing
+    assert again.quarantined == 6 and again.inserted == 0 and _accounted(again)
+    assert lake.read(catalog.QUARANTINE_CANDLES.path(settings))["flow_run_id"].eq("bad-1").all(), "kept once"
+
 
 def test_corrected_candle_updates_in_place(fresh_settings):
     settings = fresh_settings
@@ -163,9 +167,23 @@ def test_gap_report_lists_runs_of_missing_candles(fresh_settings):
     ]
     assert gaps.loc[gaps["symbol"] == "SOL/USDT", "missing"].tolist() == [2]  # a series with nothing landed
     assert "BTC/USDT" not in set(gaps["symbol"])
-    logged = lake.read(catalog.GAP_REPORT.path(settings))
+    report = catalog.GAP_REPORT.path(settings)
+    logged = lake.read(report)
     assert len(logged) == len(gaps) == 3 and logged["flow_run_id"].eq("g-1").all()
     assert logged.columns.tolist() == catalog.GAP_REPORT.schema.names
+
+    version = lake.version(report)
+    assert len(report_gaps(settings, windows, flow_run_id="g-2")) == 3 and lake.version(report) == version
+    late = candles[drop & candles["open_time"].eq(hours[2])]  # a late candle fills the first missing hour
+    land_candles(settings, late, source="replay", flow_run_id=None)
+    later = {key: (hours[3], END) for key in windows if key[1] != "SOL/USDT"}  # starts inside the first gap
+    report_gaps(settings, later, flow_run_id="g-3")  # which is checked whole again, from its start
+    kept = lake.read(report).sort_values(["symbol", "gap_start"])
+    assert kept[["symbol", "gap_start", "missing", "flow_run_id"]].values.tolist() == [
+        ["ETH/USDT", hours[3], 1, "g-3"],  # what is left of the gap that shrank (the old row went)
+        ["ETH/USDT", hours[7], 1, "g-1"],  # unchanged: not rewritten
+        ["SOL/USDT", END - pd.Timedelta(hours=2), 2, "g-1"],  # not checked this time: left as it was
+    ]
 
 
 def test_simulator_labels_land_episodes_and_wash_trades_once(fresh_settings):

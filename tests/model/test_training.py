@@ -153,6 +153,31 @@ def test_gate_compares_with_persistence_and_the_champion_on_the_same_rows(ml_set
     assert str(champion.version) == (second.version if second.gate["promoted"] else first.version)
 
 
+def test_a_registered_but_unfinished_version_is_finished_not_trained_again(ml_settings, trained) -> None:
+    """As a run killed between registration and aliasing leaves it: no alias, no version tags. Training the
+    same set (before the drift test shifts the mart) with the same parameters finishes that version instead
+    of registering another."""
+    settings, _ = ml_settings
+    _, second = trained
+    client = registry.client(settings)
+    before = client.get_registered_model(FORECASTER.name)
+    versions = len(client.search_model_versions(f"name = '{FORECASTER.name}'"))
+    for alias, version in before.aliases.items():
+        if version == second.version:
+            client.delete_registered_model_alias(FORECASTER.name, alias)
+    for key in client.get_model_version(FORECASTER.name, second.version).tags:
+        client.delete_model_version_tag(FORECASTER.name, second.version, key)
+
+    again = train.train_and_register(settings, train.TrainParams(**{**vars(PARAMS), "seed": 99}), EXPLAIN)
+
+    assert again.reused and again.version == second.version and again.run_id == second.run_id
+    assert again.aliases == second.aliases and again.gate["promoted"] == second.gate["promoted"]
+    tags = client.get_model_version(FORECASTER.name, second.version).tags
+    assert tags[registry.REGISTRATION_TAG] == registry.COMPLETE and tags["training_set_id"] == second.training_set_id
+    assert client.get_registered_model(FORECASTER.name).aliases == before.aliases
+    assert len(client.search_model_versions(f"name = '{FORECASTER.name}'")) == versions
+
+
 def test_reproduce_retrains_a_version_from_its_records_after_maintenance(ml_settings, trained) -> None:
     """Even after every table was compacted and VACUUMed with no retention: maintenance keeps the
     training-set versions registered versions record."""

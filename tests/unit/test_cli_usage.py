@@ -55,8 +55,14 @@ def test_every_command_is_listed_and_has_help(capsys: pytest.CaptureFixture[str]
     [
         ([], "the following arguments are required: COMMAND"),
         (["train-model"], "invalid choice: 'train-model'"),
-        (["run", "--days", "0"], "--days: must be positive, got 0"),
+        (["run", "--days", "0"], "--days: must be a positive number, got 0"),
+        (["run", "--days", "-1"], "--days: must be a positive number, got -1"),
+        (["run", "--days", "nan"], "--days: not a number: 'nan'"),
         (["run", "--end", "yesterday"], "--end: not an ISO date/time: 'yesterday'"),
+        (["run", "--end", "notadate"], "--end: not an ISO date/time: 'notadate'"),
+        (["ingest", "--chunk-days", "inf"], "--chunk-days: must be a positive number, got inf"),
+        (["ingest", "--source", "ftp"], "--source: invalid choice: 'ftp'"),
+        (["serve", "--limit", "-2"], "--limit: must be a positive number, got -2"),
         (["backfill"], "the following arguments are required: --start"),
         (["backfill", "--start", "2026-01-05", "--end", "2026-01-01"], "--start 2026-01-05T00:00 is not before --end"),
         (["ui", "mlflow", "--port", "70000"], "--port: not a TCP port: 70000"),
@@ -70,7 +76,7 @@ def test_usage_mistakes_exit_2_with_one_line(argv: list[str], needle: str, capsy
     assert done.value.code == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
-    assert err.splitlines()[-1].startswith("sentinance")
+    assert len(err.splitlines()) == 1 and err.startswith("sentinance"), err
 
 
 def test_bulk_backfill_reads_only_binance(capsys: pytest.CaptureFixture[str]) -> None:
@@ -116,6 +122,44 @@ def test_invalid_setting_exits_2_with_one_line_before_anything_runs(tmp_path: Pa
         "unable to parse string as an integer"
     )
     assert not (tmp_path / "state").exists()  # nothing touched
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "needle"),
+    [
+        ("SENTINANCE_SEED", "abc", "SENTINANCE_SEED='abc': Input should be a valid integer"),
+        ("SENTINANCE_SPARK_MASTER", "mesos-ish://x", "SENTINANCE_SPARK_MASTER='mesos-ish://x': must be local"),
+        ("SENTINANCE_SIMULATOR_LAGS", "coinbase=1.5", "SENTINANCE_SIMULATOR_LAGS: coinbase=1.5 is not <exchange>="),
+        ("SENTINANCE_LOCK_WAIT", "soon", "SENTINANCE_LOCK_WAIT='soon': Input should be a valid number"),
+        (
+            "SENTINANCE_DATABASE_URL",
+            "postgresql://lake:secret@127.0.0.1:1/lake",
+            "SENTINANCE_DATABASE_URL=postgresql://lake:***@127.0.0.1:1/lake: cannot connect (",
+        ),
+        ("SENTINANCE_HOME", "/proc/sentinance", "SENTINANCE_HOME='/proc/sentinance': cannot create the state dir"),
+    ],
+)
+def test_an_invalid_setting_stops_a_run_with_one_line_before_the_state_is_touched(
+    variable: str, value: str, needle: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("SENTINANCE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv(variable, value)
+    assert main(["run", "--days", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"sentinance run: error: {needle}") and len(err.splitlines()) == 1, err
+    assert "secret" not in err
+    assert not (tmp_path / "state").exists()
+
+
+def test_an_exchange_outside_the_universe_stops_ingest_before_the_state_is_touched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("SENTINANCE_HOME", str(tmp_path / "state"))
+    assert main(["ingest", "--exchange", "bitstamp"]) == 2
+    assert capsys.readouterr().err == (
+        "sentinance ingest: error: exchange 'bitstamp' not in the universe (binance, coinbase, kraken)\n"
+    )
+    assert not (tmp_path / "state").exists()
 
 
 def _fails_with(error: Exception):

@@ -115,6 +115,12 @@ def test_a_toml_file_sets_what_the_environment_does_not(clean_env, tmp_path: Pat
         ),
         ("SENTINANCE_SIMULATOR_LAGS", "kraken=1", "SENTINANCE_SIMULATOR_LAGS: kraken=1.0 is not"),
         ("SENTINANCE_SIMULATOR_LAGS", "kraken=nan", "SENTINANCE_SIMULATOR_LAGS: kraken=nan is not"),
+        ("SENTINANCE_LOCK_WAIT", "-1", "SENTINANCE_LOCK_WAIT='-1': Input should be greater than or equal to 0"),
+        ("SENTINANCE_LOCK_WAIT", "forever", "SENTINANCE_LOCK_WAIT='forever': Input should be a valid number"),
+        ("SENTINANCE_FAULT", "dbt", "SENTINANCE_FAULT='dbt': must be [<target>@]<point>, a target of group, postgres"),
+        ("SENTINANCE_FAULT", "redis@dbt-build", "SENTINANCE_FAULT='redis@dbt-build': must be [<target>@]<point>"),
+        ("SENTINANCE_DETECTORS_CONFIG", "/no.toml", "SENTINANCE_DETECTORS_CONFIG='/no.toml': must be an existing"),
+        ("SENTINANCE_DELTA_SPARK_JARS", "/no/delta.jar", "SENTINANCE_DELTA_SPARK_JARS: must be existing jar files"),
     ],
 )
 def test_an_invalid_setting_is_one_line_naming_it(clean_env, variable: str, value: str, needle: str) -> None:
@@ -122,6 +128,14 @@ def test_an_invalid_setting_is_one_line_naming_it(clean_env, variable: str, valu
     with pytest.raises(SettingsError) as error:
         get_settings()
     assert str(error.value).startswith(needle) and "\n" not in str(error.value), str(error.value)
+
+
+def test_a_postgres_fault_needs_the_embedded_postgres(clean_env) -> None:
+    clean_env.setenv("SENTINANCE_FAULT", "postgres@warehouse-copy")
+    assert get_settings().fault == "postgres@warehouse-copy"
+    clean_env.setenv("SENTINANCE_DATABASE_URL", "postgresql://u@db.example:5432/lake")
+    with pytest.raises(SettingsError, match=r"^SENTINANCE_FAULT=postgres@warehouse-copy kills the embedded"):
+        get_settings()
 
 
 def test_simulator_lags_parse(clean_env) -> None:
