@@ -67,7 +67,7 @@ def test_every_command_is_listed_and_has_help(capsys: pytest.CaptureFixture[str]
         (["backfill", "--start", "2026-01-05", "--end", "2026-01-01"], "--start 2026-01-05T00:00 is not before --end"),
         (["ui", "mlflow", "--port", "70000"], "--port: not a TCP port: 70000"),
         (["services", "restart"], "argument action: invalid choice: 'restart'"),
-        (["serve-features", "--workers", "0"], "--workers: must be positive, got 0"),
+        (["serve-features", "--workers", "0"], "--workers: must be a positive number, got 0"),
     ],
 )
 def test_usage_mistakes_exit_2_with_one_line(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
