@@ -17,7 +17,7 @@ import pytest
 from support.servers import postgres, redis
 
 from sentinance import catalog, lake, services
-from sentinance.catalog import FORECASTER
+from sentinance.catalog import FORECASTER, MODELS
 from sentinance.ml import feature_store, registry, score
 from sentinance.pipelines.flows.lakehouse import lakehouse
 from sentinance.settings import Settings, get_settings, temporary_environment
@@ -59,7 +59,8 @@ def test_the_whole_flow_keeps_warehouse_registry_and_stores_in_the_external_data
     assert services.mlflow_tracking_uri(settings).startswith("postgresql+psycopg://")
     assert not (settings.mlflow_dir / "mlflow.db").exists()
     version = result["stages"]["train"]["version"]
-    assert _scalar(settings, f"SELECT count(*) FROM mlflow.model_versions WHERE version = {version}") == 1
+    found = f"SELECT count(*) FROM mlflow.model_versions WHERE name = '{FORECASTER.name}' AND version = {version}"
+    assert _scalar(settings, found) == 1
     assert _scalar(settings, "SELECT artifact_location FROM mlflow.experiments WHERE experiment_id = 0") == (
         f"{services.mlflow_artifact_root(settings)}/0"
     )
@@ -70,7 +71,7 @@ def test_the_whole_flow_keeps_warehouse_registry_and_stores_in_the_external_data
         settings,
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'feast_online'",
     )
-    assert views == 1 and online >= 1
+    assert views == len(MODELS) and online >= 1  # one feature view per model contract
 
 
 def _forecasts(settings: Settings) -> pd.DataFrame:

@@ -14,6 +14,7 @@ DEPLOYMENTS = {
     "ingest/hourly",
     "features-and-marts/after-ingest",
     "train/daily",
+    "train-volatility/daily",
     "score/hourly",
     "monitor/daily",
     "maintain/daily",

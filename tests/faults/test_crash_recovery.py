@@ -44,8 +44,11 @@ def silver(name: str) -> bool:
     return name.startswith("delta:silver/") or name == "delta:gold/anomalies"
 
 
-def loaded(name: str) -> bool:  # lake.predictions is loaded by the score stage
-    return name.startswith("postgres:lake.") and name != "postgres:lake.predictions"
+SCORED = ("predictions", "volatility_predictions", "backtests")  # loaded by the score stage, after training
+
+
+def loaded(name: str) -> bool:
+    return name.startswith("postgres:lake.") and name.removeprefix("postgres:lake.") not in SCORED
 
 
 def marts(name: str) -> bool:  # the model performance mart is rebuilt by the score stage
@@ -57,7 +60,7 @@ def served(name: str) -> bool:  # the training set is stored before the version 
 
 
 def registered(name: str) -> bool:  # predictions reach Delta before the kill between Delta and PostgreSQL
-    return name in ("mlflow:registry", "delta:gold/predictions")
+    return name in ("mlflow:registry", "delta:gold/predictions", "delta:gold/backtests")
 
 
 def everything(name: str) -> bool:

@@ -34,6 +34,8 @@ VOLATILE = {
     "quarantined_at",
     "loaded_at",
     "created_ts",
+    "backtested_at",
+    "run_id",  # the MLflow run that made a version or a backtest: a killed training leaves another
 }
 SKIPPED_WAREHOUSE_TABLES = {"lake._load_state"}
 
