@@ -43,8 +43,3 @@ def record(settings: Settings, stage: str, inputs: Inputs) -> None:
     with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as file:
         json.dump(dict(inputs), file, sort_keys=True, default=str)
     os.replace(file.name, path)
-
-
-def forget(settings: Settings, stage: str) -> None:
-    """Make the stage run again on its next call (e.g. after a full refresh was asked for)."""
-    _path(settings, stage).unlink(missing_ok=True)
