@@ -51,8 +51,9 @@ def loaded(name: str) -> bool:
     return name.startswith("postgres:lake.") and name.removeprefix("postgres:lake.") not in SCORED
 
 
-def marts(name: str) -> bool:  # the model performance mart is rebuilt by the score stage
-    return name.startswith(("postgres:marts.", "postgres:intermediate.")) and "fct_model_performance" not in name
+def marts(name: str) -> bool:  # the model performance and backtest marts are rebuilt by the score stage
+    rebuilt = ("fct_model_performance", "fct_backtests")
+    return name.startswith(("postgres:marts.", "postgres:intermediate.")) and not name.endswith(rebuilt)
 
 
 def served(name: str) -> bool:  # the training set is stored before the version is registered
