@@ -56,12 +56,14 @@ def marts(name: str) -> bool:  # the model performance and backtest marts are re
     return name.startswith(("postgres:marts.", "postgres:intermediate.")) and not name.endswith(rebuilt)
 
 
-def served(name: str) -> bool:  # the training set is stored before the version is registered
-    return name.startswith("feast:") or name == "delta:gold/training_sets"
+def served(name: str) -> bool:
+    return name.startswith("feast:")
 
 
-def registered(name: str) -> bool:  # predictions reach Delta before the kill between Delta and PostgreSQL
-    return name in ("mlflow:registry", "delta:gold/predictions", "delta:gold/backtests")
+def registered(name: str) -> bool:
+    """Both models trained (their training sets stored), predictions in Delta: the kill between Delta and
+    PostgreSQL comes after them."""
+    return name in ("mlflow:registry", "delta:gold/training_sets", "delta:gold/predictions", "delta:gold/backtests")
 
 
 def everything(name: str) -> bool:
