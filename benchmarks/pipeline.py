@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 
 END = datetime(2026, 1, 20)
 LAKES = {  # name: (assets, days)
@@ -58,13 +59,13 @@ print("RESULT " + json.dumps({"timings": result["timings"], "landed": landed, "i
 """
 
 
-def run(home: str, assets: str, end: datetime, days: int, prefect_api: str | None) -> dict:
+def run(child: Path, home: str, assets: str, end: datetime, days: int, prefect_api: str | None) -> dict:
     env = {**os.environ, "SENTINANCE_HOME": home, "SENTINANCE_ASSETS": assets}
     if prefect_api:
         env["PREFECT_API_URL"] = prefect_api
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, end.replace(tzinfo=None).isoformat() + "+00:00", str(days)],
+        [sys.executable, str(child), end.replace(tzinfo=None).isoformat() + "+00:00", str(days)],
         env=env,
         capture_output=True,
         text=True,
@@ -97,6 +98,9 @@ def main() -> None:
     parser.add_argument("--prefect-api", help="report to this running Prefect server (else a temporary one per run)")
     args = parser.parse_args()
     print(f"{os.cpu_count()} cores; Prefect: {args.prefect_api or 'a temporary server per run'}", flush=True)
+    # a script file, not ``python -c``: pyspark.sql.connect takes a __main__ without a file for its doctests
+    child = Path(tempfile.mkdtemp(prefix="sentinance-bench-")) / "lakehouse_run.py"
+    child.write_text(CHILD)
     costs: dict[str, dict[str, float]] = {}
     for lake in args.lakes:
         assets, days = LAKES[lake]
@@ -104,7 +108,7 @@ def main() -> None:
         end = END
         for scenario, hours in SCENARIOS.items():
             end = end + timedelta(hours=hours)
-            measured = run(home, assets, end, days, args.prefect_api)
+            measured = run(child, home, assets, end, days, args.prefect_api)
             report(lake, scenario, measured)
             costs.setdefault(lake, {})[scenario] = measured["wall"]
     if "30d" in costs:
